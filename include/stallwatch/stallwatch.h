@@ -1,0 +1,94 @@
+/*
+ * stallwatch shim: the in-app half of stallwatch.
+ *
+ * A process calls stallwatch_init() once; each worker thread calls
+ * stallwatch_register() once, then stallwatch_tick() after every unit of work
+ * and stallwatch_park()/stallwatch_unpark() around its waits for new work.
+ * The stallwatch monitor reads the resulting progress table from outside the
+ * process (see docs/table-format.md) and reports workers whose progress stops
+ * while they are not parked.
+ *
+ * Guarantees to the host application:
+ *  - stallwatch_tick, _park and _unpark are inline stores: no call, no lock,
+ *    no syscall, no atomic read-modify-write.
+ *  - stallwatch_register never returns NULL. When the shim is disabled
+ *    (STALLWATCH_DISABLE=1), not initialised, failed to initialise, or the
+ *    table is full, it returns a private per-thread slot that nobody reads,
+ *    so every call stays valid and cheap.
+ *  - A worker is unregistered automatically when its thread exits.
+ *  - A forked child never writes into its parent's table; the table is not
+ *    inherited across exec; nothing is left on disk or in /dev/shm.
+ */
+#ifndef STALLWATCH_STALLWATCH_H
+#define STALLWATCH_STALLWATCH_H
+
+#include <stdint.h>
+
+#include "stallwatch/table_abi.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define STALLWATCH_API __attribute__((visibility("default")))
+#else
+#define STALLWATCH_API
+#endif
+
+/* Default number of worker slots when stallwatch_init is given 0. */
+#define STALLWATCH_DEFAULT_CAPACITY 256u
+
+/*
+ * Create this process's progress table. `app_name` (may be NULL: the
+ * process's comm name is used) is truncated to 63 bytes. `capacity` is the
+ * number of worker slots (0 for the default, at most STALLWATCH_MAX_CAPACITY).
+ * Idempotent: later calls return 0 and change nothing.
+ * Returns 0, or a negative errno: -ECANCELED when STALLWATCH_DISABLE is set,
+ * -EINVAL for a capacity over the maximum, or the error of memfd_create,
+ * ftruncate or mmap. After a failure every other call is a no-op.
+ */
+STALLWATCH_API int stallwatch_init(const char *app_name, uint32_t capacity);
+
+/*
+ * Register the calling thread as a worker named `name` (may be NULL; truncated
+ * to 39 bytes). Calling it again on a registered thread returns the same
+ * worker. Never returns NULL (see above). The worker starts RUNNING.
+ */
+STALLWATCH_API stallwatch_worker *stallwatch_register(const char *name);
+
+/* Release the calling thread's slot. `w` must be the thread's own worker.
+ * Also happens automatically at thread exit. */
+STALLWATCH_API void stallwatch_unregister(stallwatch_worker *w);
+
+/* 1 when `w` is a slot of the shared table, 0 when it is the private
+ * no-op slot (disabled, not initialised, or table full). */
+STALLWATCH_API int stallwatch_worker_is_live(const stallwatch_worker *w);
+
+/* One unit of progress. Call it only from the worker's own thread. */
+static inline void stallwatch_tick(stallwatch_worker *w)
+{
+    /* Single writer: a relaxed load and store, never a locked RMW. */
+    uint64_t v = __atomic_load_n(&w->progress, __ATOMIC_RELAXED);
+    __atomic_store_n(&w->progress, v + 1, __ATOMIC_RELAXED);
+}
+
+/* The worker is about to wait for new work: it cannot stall while parked. */
+static inline void stallwatch_park(stallwatch_worker *w)
+{
+    __atomic_store_n(&w->state, (uint32_t)STALLWATCH_SLOT_PARKED, __ATOMIC_RELEASE);
+}
+
+/* The worker has work again. Counts as progress, so that a worker that parks
+ * and unparks between two reads of the monitor is not mistaken for stuck. */
+static inline void stallwatch_unpark(stallwatch_worker *w)
+{
+    stallwatch_tick(w);
+    __atomic_store_n(&w->state, (uint32_t)STALLWATCH_SLOT_RUNNING, __ATOMIC_RELEASE);
+}
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* STALLWATCH_STALLWATCH_H */

@@ -1,0 +1,15 @@
+// The commands, each taking its options and the streams to write to, and
+// returning the process exit code.
+#pragma once
+
+#include <ostream>
+
+#include "cli/options.hpp"
+
+namespace sw::cli {
+
+int run_status(const StatusOptions& opt, std::ostream& out, std::ostream& err);
+
+int run(const Options& opt, std::ostream& out, std::ostream& err);
+
+}  // namespace sw::cli

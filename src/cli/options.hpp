@@ -1,0 +1,37 @@
+// Command-line parsing into plain values, so that tests can build Options
+// from an argv without running anything.
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace sw::cli {
+
+struct StatusOptions {
+    pid_t pid = 0;
+};
+
+using Command = std::variant<StatusOptions>;
+
+struct Options {
+    Command command;
+};
+
+// What parsing decided when it did not produce Options: print this text
+// (help, version or an error) and exit with this code.
+struct EarlyExit {
+    int code = 0;
+    std::string out;  // for stdout (help, version)
+    std::string err;  // for stderr (one error line)
+};
+
+using ParseResult = std::variant<Options, EarlyExit>;
+
+ParseResult parse_command_line(const std::vector<std::string>& args);
+
+std::string version_text();
+
+}  // namespace sw::cli

@@ -1,0 +1,45 @@
+#include <fmt/format.h>
+#include <fmt/ostream.h>
+
+#include "cli/commands.hpp"
+#include "common/text.hpp"
+#include "proc/process.hpp"
+#include "proc/table_file.hpp"
+
+namespace sw::cli {
+
+int run_status(const StatusOptions& opt, std::ostream& out, std::ostream& err) {
+    auto fail = [&](const Error& e) {
+        fmt::print(err, "stallwatch: {}\n", e.message);
+        return exit_code_for(e.code);
+    };
+    auto file = proc::TableFile::open(opt.pid);
+    if (!file) return fail(file.error());
+    auto snap = file->read();
+    if (!snap) return fail(snap.error());
+
+    const auto& h = snap->header;
+    std::size_t parked = 0;
+    for (const auto& w : snap->workers) parked += w.state == table::WorkerState::parked;
+    fmt::print(out, "pid {} ({}) app \"{}\": table format {}, {} of {} slots in use "
+                    "({} running, {} parked), created {}\n",
+               opt.pid, printable(proc::comm(opt.pid)), printable(h.app_name), h.version,
+               snap->workers.size(), h.capacity, snap->workers.size() - parked, parked,
+               rfc3339(h.created_unix_ns));
+    if (snap->workers.empty()) {
+        fmt::print(out, "no worker is registered\n");
+        return exit_code::ok;
+    }
+    fmt::print(out, "{:>5}  {:>8}  {:<8}  {:>14}  {}\n", "SLOT", "TID", "STATE", "PROGRESS", "NAME");
+    for (const auto& w : snap->workers)
+        fmt::print(out, "{:>5}  {:>8}  {:<8}  {:>14}  {}\n", w.slot, w.tid, table::to_string(w.state),
+                   w.progress, printable(w.name));
+    out.flush();
+    return exit_code::ok;
+}
+
+int run(const Options& opt, std::ostream& out, std::ostream& err) {
+    return std::visit([&](const auto& o) { return run_status(o, out, err); }, opt.command);
+}
+
+}  // namespace sw::cli

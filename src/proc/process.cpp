@@ -1,0 +1,59 @@
+#include "proc/process.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+
+namespace sw::proc {
+
+Status check_process(pid_t pid) {
+    if (pid <= 0) return make_error(Errc::usage, fmt::format("{} is not a valid pid", pid));
+    struct stat st {};
+    std::string dir = fmt::format("/proc/{}", pid);
+    if (::stat(dir.c_str(), &st) != 0) {
+        int e = errno;
+        if (e == ENOENT) return make_error(Errc::no_such_process, fmt::format("no process with pid {}", pid), e);
+        return make_error(Errc::io, fmt::format("cannot inspect {}: {}", dir, std::strerror(e)), e);
+    }
+    return ok_status();
+}
+
+std::string comm(pid_t pid) {
+    std::ifstream in(fmt::format("/proc/{}/comm", pid));
+    std::string name;
+    if (!std::getline(in, name) || name.empty()) return "?";
+    return name;
+}
+
+namespace {
+int read_int_file(const char* path, int fallback) {
+    std::ifstream in(path);
+    int v = fallback;
+    if (!(in >> v)) return fallback;
+    return v;
+}
+}  // namespace
+
+std::string permission_hint(pid_t pid) {
+    struct stat st {};
+    std::string dir = fmt::format("/proc/{}", pid);
+    uid_t me = ::geteuid();
+    if (::stat(dir.c_str(), &st) == 0 && st.st_uid != me && me != 0)
+        return fmt::format("pid {} belongs to uid {} and you are uid {}: run stallwatch as that "
+                           "user, or as root",
+                           pid, st.st_uid, me);
+    int yama = read_int_file("/proc/sys/kernel/yama/ptrace_scope", 0);
+    if (yama >= 1 && me != 0)
+        return fmt::format("kernel.yama.ptrace_scope is {}: use 'stallwatch run' to start the "
+                           "program as a child, or grant CAP_SYS_PTRACE",
+                           yama);
+    return "missing CAP_SYS_PTRACE or the process is not dumpable";
+}
+
+}  // namespace sw::proc

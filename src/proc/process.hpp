@@ -1,0 +1,21 @@
+// Small facts about a process from /proc.
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+
+#include "common/result.hpp"
+
+namespace sw::proc {
+
+// Checks that `pid` names a live process; no_such_process otherwise.
+Status check_process(pid_t pid);
+
+// The process's comm name, or "?" when it cannot be read.
+std::string comm(pid_t pid);
+
+// One clear sentence on why we may not inspect `pid`, for permission errors.
+std::string permission_hint(pid_t pid);
+
+}  // namespace sw::proc

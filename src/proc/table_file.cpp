@@ -1,0 +1,134 @@
+#include "proc/table_file.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <memory>
+#include <optional>
+#include <string_view>
+
+#include "proc/process.hpp"
+#include "stallwatch/table_abi.h"
+#include "table/parse.hpp"
+
+namespace sw::proc {
+namespace {
+
+constexpr std::string_view memfd_link = "/memfd:" STALLWATCH_TABLE_MEMFD_NAME " (deleted)";
+
+struct DirCloser {
+    void operator()(DIR* d) const { ::closedir(d); }
+};
+
+Error access_error(pid_t pid, int e, std::string_view what) {
+    if (e == ENOENT || e == ESRCH)
+        return make_error(Errc::no_such_process, fmt::format("process {} exited", pid), e);
+    if (e == EACCES || e == EPERM)
+        return make_error(Errc::permission_denied,
+                          fmt::format("not permitted to read {} of pid {}: {}", what, pid,
+                                      permission_hint(pid)),
+                          e);
+    return make_error(Errc::io, fmt::format("cannot read {} of pid {}: {}", what, pid,
+                                            std::strerror(e)),
+                      e);
+}
+
+std::optional<int> parse_fd(const char* name) {
+    int v = -1;
+    std::string_view s(name);
+    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (ec != std::errc{} || p != s.data() + s.size() || v < 0) return std::nullopt;
+    return v;
+}
+
+Result<std::uint64_t> file_size(int fd) {
+    struct stat st {};
+    if (::fstat(fd, &st) != 0)
+        return make_error(Errc::io, fmt::format("fstat of the table: {}", std::strerror(errno)),
+                          errno);
+    if (!S_ISREG(st.st_mode))
+        return make_error(Errc::corrupt_table, "the table is not a regular memory file");
+    return static_cast<std::uint64_t>(st.st_size);
+}
+
+}  // namespace
+
+Result<TableFile> TableFile::open(pid_t pid) {
+    if (auto st = check_process(pid); !st) return std::move(st).error();
+
+    std::string dir = fmt::format("/proc/{}/fd", pid);
+    std::unique_ptr<DIR, DirCloser> d(::opendir(dir.c_str()));
+    if (!d) return access_error(pid, errno, "the open files");
+
+    std::optional<int> found;
+    while (dirent* e = ::readdir(d.get())) {
+        auto n = parse_fd(e->d_name);
+        if (!n) continue;
+        char target[256];
+        ssize_t len = ::readlinkat(::dirfd(d.get()), e->d_name, target, sizeof target);
+        if (len <= 0 || static_cast<size_t>(len) >= sizeof target) continue;
+        if (std::string_view(target, static_cast<size_t>(len)) == memfd_link) {
+            found = n;
+            break;
+        }
+    }
+    if (!found)
+        return make_error(
+            Errc::no_table,
+            fmt::format("process {} ({}) has no stallwatch table: link it with the stallwatch "
+                        "shim (pkg-config --libs stallwatch) and call stallwatch_init() at "
+                        "start-up, and check that STALLWATCH_DISABLE is not set",
+                        pid, comm(pid)));
+
+    std::string path = fmt::format("{}/{}", dir, *found);
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) return access_error(pid, errno, "the table");
+    return TableFile(UniqueFd(fd), pid, *found);
+}
+
+Result<std::vector<std::byte>> TableFile::read_image(std::uint64_t size) {
+    std::vector<std::byte> out(size);
+    std::uint64_t done = 0;
+    while (done < size) {
+        ssize_t n = ::pread(fd_.get(), out.data() + done, size - done, static_cast<off_t>(done));
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0)
+            return make_error(Errc::io, fmt::format("reading the table: {}", std::strerror(errno)),
+                              errno);
+        if (n == 0) break;  // the file shrank: the parser reports it
+        done += static_cast<std::uint64_t>(n);
+    }
+    out.resize(done);
+    return out;
+}
+
+Result<table::Snapshot> TableFile::read() {
+    // pread, never mmap: a table that its writer shrinks gives a short read
+    // here, not a SIGBUS in the monitor.
+    auto size = file_size(fd_.get());
+    if (!size) return std::move(size).error();
+    auto head = read_image(STALLWATCH_HEADER_SIZE);
+    if (!head) return std::move(head).error();
+    auto header = table::parse_header(*head, *size);
+    if (!header) return std::move(header).error();
+
+    auto want = table::image_size(*header);
+    auto first = read_image(want);
+    if (!first) return std::move(first).error();
+    auto a = table::parse_table(*first, *size);
+    if (!a) return std::move(a).error();
+    auto second = read_image(table::image_size(a->header));
+    if (!second) return std::move(second).error();
+    auto b = table::parse_table(*second, *size);
+    if (!b) return std::move(b).error();
+    return table::confirm(*a, *b);
+}
+
+}  // namespace sw::proc

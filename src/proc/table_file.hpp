@@ -1,0 +1,44 @@
+// Finding and reading a process's progress table (Linux: a memfd named
+// "stallwatch" among /proc/<pid>/fd). All system calls of the table path live
+// here; the bytes go to the pure parser in table/.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "common/result.hpp"
+#include "common/unique_fd.hpp"
+#include "table/snapshot.hpp"
+
+namespace sw::proc {
+
+class TableFile {
+public:
+    // Finds and opens the table of `pid`. Errors: no_such_process,
+    // permission_denied, no_table (with a hint on adding the shim), io.
+    static Result<TableFile> open(pid_t pid);
+
+    // Wraps an already open table file (tests, and tables handed over by
+    // `run`). `pid` is the process the table belongs to.
+    static TableFile adopt(UniqueFd fd, pid_t pid) { return TableFile(std::move(fd), pid, -1); }
+
+    // Reads a consistent snapshot of the live workers. Errors:
+    // table_not_ready, unsupported_version, corrupt_table, io.
+    Result<table::Snapshot> read();
+
+    pid_t pid() const noexcept { return pid_; }
+    int fd_number() const noexcept { return fd_number_; }
+
+private:
+    TableFile(UniqueFd fd, pid_t pid, int fd_number)
+        : fd_(std::move(fd)), pid_(pid), fd_number_(fd_number) {}
+    Result<std::vector<std::byte>> read_image(std::uint64_t size);
+
+    UniqueFd fd_;
+    pid_t pid_;
+    int fd_number_;
+};
+
+}  // namespace sw::proc

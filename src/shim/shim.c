@@ -1,0 +1,241 @@
+/*
+ * stallwatch shim: creates the progress table and hands out worker slots.
+ * Depends on libc only. Nothing here runs on the hot path: stallwatch_tick,
+ * _park and _unpark are inline in the public header.
+ */
+#define _GNU_SOURCE
+#include "stallwatch/stallwatch.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Process-wide state. Written under g_lock; g_live is read without it. */
+static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+static int g_init_result = 1; /* 1: never tried; 0: live; <0: -errno */
+static int g_live;            /* 1 while the shared table is usable */
+static int g_fd = -1;
+static unsigned char *g_base;
+static size_t g_size;
+static uint32_t g_capacity; /* private copy: never trust the shared bytes */
+static pthread_key_t g_key;
+static int g_key_ready;
+static int g_atfork_ready;
+
+/* The calling thread's slot in the table, or NULL. */
+static __thread stallwatch_worker *t_worker;
+/* Where ticks of an unregistered or disabled thread go: nobody reads it. */
+static __thread stallwatch_worker t_sink __attribute__((aligned(64)));
+
+static struct stallwatch_table_header *header(void)
+{
+    return (struct stallwatch_table_header *)(void *)g_base;
+}
+
+static stallwatch_worker *slot_at(uint32_t i)
+{
+    return (stallwatch_worker *)(void *)(g_base + STALLWATCH_HEADER_SIZE +
+                                         (size_t)i * STALLWATCH_SLOT_SIZE);
+}
+
+static int owns(const stallwatch_worker *w)
+{
+    const unsigned char *p = (const unsigned char *)w;
+    if (!g_base || p < g_base + STALLWATCH_HEADER_SIZE || p >= g_base + g_size)
+        return 0;
+    return ((size_t)(p - g_base - STALLWATCH_HEADER_SIZE) % STALLWATCH_SLOT_SIZE) == 0;
+}
+
+/* Copies at most size-1 bytes and zero-fills the rest: no stale tail. */
+static void copy_name(char *dst, size_t size, const char *src)
+{
+    size_t n = src ? strnlen(src, size - 1) : 0;
+    memset(dst, 0, size);
+    if (n)
+        memcpy(dst, src, n);
+}
+
+static int env_disabled(void)
+{
+    const char *v = getenv("STALLWATCH_DISABLE");
+    return v && *v && strcmp(v, "0") != 0;
+}
+
+static void release_slot(stallwatch_worker *w)
+{
+    __atomic_store_n(&w->state, (uint32_t)STALLWATCH_SLOT_FREE, __ATOMIC_RELEASE);
+}
+
+static void on_thread_exit(void *value)
+{
+    stallwatch_worker *w = value;
+    if (w && w == t_worker && owns(w))
+        release_slot(w);
+    t_worker = NULL;
+}
+
+/*
+ * In a forked child the table mapping is still shared with the parent. Swap
+ * it for private zeroed memory at the same address, so that worker pointers
+ * the child still holds stay valid but write nowhere the monitor reads, and
+ * close the inherited fd so the child does not look as if it had a table.
+ * The child may call stallwatch_init again to get a table of its own.
+ */
+static void after_fork_child(void)
+{
+    if (g_base) {
+        void *p = mmap(g_base, g_size, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+        (void)p; /* on failure the old mapping stays; nothing safer exists */
+    }
+    if (g_fd >= 0)
+        close(g_fd);
+    g_fd = -1;
+    g_base = NULL; /* the private copy is left mapped on purpose */
+    g_size = 0;
+    g_capacity = 0;
+    __atomic_store_n(&g_live, 0, __ATOMIC_RELEASE);
+    g_init_result = 1;
+    t_worker = NULL;
+    if (g_key_ready)
+        pthread_setspecific(g_key, NULL);
+    pthread_mutex_init(&g_lock, NULL);
+}
+
+static int create_table(const char *app_name, uint32_t capacity)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    size_t bytes = STALLWATCH_HEADER_SIZE + (size_t)capacity * STALLWATCH_SLOT_SIZE;
+    size_t size = (bytes + page - 1) / page * page;
+
+    int fd = memfd_create(STALLWATCH_TABLE_MEMFD_NAME, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd < 0)
+        return -errno;
+    if (ftruncate(fd, (off_t)size) != 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    /* Nobody, not even a hostile holder of the fd, can shrink it under us. */
+    (void)fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
+    void *base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (base == MAP_FAILED) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+
+    struct stallwatch_table_header *h = base;
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    h->version = STALLWATCH_TABLE_VERSION;
+    h->header_size = STALLWATCH_HEADER_SIZE;
+    h->slot_size = STALLWATCH_SLOT_SIZE;
+    h->capacity = capacity;
+    h->pid = (int32_t)getpid();
+    h->flags = 0;
+    h->created_unix_ns = (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
+    h->slots_high_water = 0;
+    copy_name(h->app_name, sizeof h->app_name,
+              app_name ? app_name : program_invocation_short_name);
+    /* The magic goes last: a reader that sees it sees a complete header. */
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+    memcpy(h->magic, STALLWATCH_TABLE_MAGIC, STALLWATCH_TABLE_MAGIC_SIZE);
+
+    g_fd = fd;
+    g_base = base;
+    g_size = size;
+    g_capacity = capacity;
+    return 0;
+}
+
+int stallwatch_init(const char *app_name, uint32_t capacity)
+{
+    pthread_mutex_lock(&g_lock);
+    if (g_init_result != 1) {
+        int r = g_init_result < 0 ? g_init_result : 0;
+        pthread_mutex_unlock(&g_lock);
+        return r;
+    }
+    int r;
+    if (env_disabled())
+        r = -ECANCELED;
+    else if (capacity > STALLWATCH_MAX_CAPACITY)
+        r = -EINVAL;
+    else {
+        r = 0;
+        if (!g_key_ready) {
+            r = -pthread_key_create(&g_key, on_thread_exit);
+            g_key_ready = (r == 0);
+        }
+        if (r == 0 && !g_atfork_ready) {
+            r = -pthread_atfork(NULL, NULL, after_fork_child);
+            g_atfork_ready = (r == 0);
+        }
+        if (r == 0)
+            r = create_table(app_name, capacity ? capacity : STALLWATCH_DEFAULT_CAPACITY);
+    }
+    g_init_result = r;
+    if (r == 0)
+        __atomic_store_n(&g_live, 1, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&g_lock);
+    return r;
+}
+
+static void raise_high_water(uint32_t n)
+{
+    uint32_t *hw = &header()->slots_high_water;
+    uint32_t cur = __atomic_load_n(hw, __ATOMIC_RELAXED);
+    while (cur < n &&
+           !__atomic_compare_exchange_n(hw, &cur, n, 1, __ATOMIC_RELEASE, __ATOMIC_RELAXED)) {
+    }
+}
+
+stallwatch_worker *stallwatch_register(const char *name)
+{
+    if (t_worker)
+        return t_worker;
+    if (!__atomic_load_n(&g_live, __ATOMIC_ACQUIRE))
+        return &t_sink;
+
+    for (uint32_t i = 0; i < g_capacity; ++i) {
+        stallwatch_worker *w = slot_at(i);
+        uint32_t expected = STALLWATCH_SLOT_FREE;
+        if (__atomic_load_n(&w->state, __ATOMIC_RELAXED) != expected ||
+            !__atomic_compare_exchange_n(&w->state, &expected, (uint32_t)STALLWATCH_SLOT_CLAIMED,
+                                         0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+            continue;
+        /* We own the slot: identity first, then generation, then state. */
+        w->tid = (int32_t)gettid();
+        w->reserved = 0;
+        copy_name(w->name, sizeof w->name, name);
+        __atomic_store_n(&w->progress, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&w->generation, w->generation + 1, __ATOMIC_RELAXED);
+        raise_high_water(i + 1);
+        __atomic_store_n(&w->state, (uint32_t)STALLWATCH_SLOT_RUNNING, __ATOMIC_RELEASE);
+        t_worker = w;
+        pthread_setspecific(g_key, w);
+        return w;
+    }
+    return &t_sink; /* table full */
+}
+
+void stallwatch_unregister(stallwatch_worker *w)
+{
+    if (!w || w != t_worker)
+        return;
+    if (owns(w))
+        release_slot(w);
+    t_worker = NULL;
+    pthread_setspecific(g_key, NULL);
+}
+
+int stallwatch_worker_is_live(const stallwatch_worker *w)
+{
+    return w && w != &t_sink && owns(w);
+}

@@ -1,0 +1,169 @@
+#include "table/parse.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstring>
+#include <optional>
+#include <string>
+
+#include "stallwatch/table_abi.h"
+
+namespace sw::table {
+namespace {
+
+// Bounds-checked little reads from a byte span; no alignment assumed.
+class Bytes {
+public:
+    explicit Bytes(std::span<const std::byte> b) : b_(b) {}
+
+    template <class T>
+    std::optional<T> get(std::uint64_t off) const {
+        if (off > b_.size() || b_.size() - off < sizeof(T)) return std::nullopt;
+        T v;
+        std::memcpy(&v, b_.data() + off, sizeof(T));
+        return v;
+    }
+
+    // A NUL-terminated string stored in a field of `size` bytes at `off`.
+    std::optional<std::string> cstr(std::uint64_t off, std::size_t size) const {
+        if (off > b_.size() || b_.size() - off < size) return std::nullopt;
+        const char* p = reinterpret_cast<const char*>(b_.data() + off);
+        const void* nul = std::memchr(p, '\0', size);
+        if (!nul) return std::nullopt;
+        return std::string(p, static_cast<const char*>(nul));
+    }
+
+private:
+    std::span<const std::byte> b_;
+};
+
+Error corrupt(std::string what) {
+    return make_error(Errc::corrupt_table, "corrupt stallwatch table: " + std::move(what));
+}
+
+bool all_zero(std::span<const std::byte> b) {
+    for (auto x : b)
+        if (x != std::byte{0}) return false;
+    return true;
+}
+
+}  // namespace
+
+std::string_view to_string(WorkerState s) {
+    switch (s) {
+    case WorkerState::running: return "running";
+    case WorkerState::parked: return "parked";
+    }
+    return "?";
+}
+
+std::uint64_t image_size(const Header& h) {
+    return std::uint64_t{STALLWATCH_HEADER_SIZE} +
+           std::uint64_t{h.high_water} * STALLWATCH_SLOT_SIZE;
+}
+
+Result<Header> parse_header(std::span<const std::byte> bytes, std::uint64_t file_size) {
+    using H = stallwatch_table_header;
+    if (bytes.size() < STALLWATCH_HEADER_SIZE || file_size < STALLWATCH_HEADER_SIZE)
+        return corrupt(fmt::format("{} bytes is smaller than the {}-byte header",
+                                   std::min<std::uint64_t>(bytes.size(), file_size),
+                                   STALLWATCH_HEADER_SIZE));
+    auto magic = bytes.first(STALLWATCH_TABLE_MAGIC_SIZE);
+    if (all_zero(magic))
+        return make_error(Errc::table_not_ready,
+                          "the stallwatch table is still being created (no magic yet)");
+    if (std::memcmp(magic.data(), STALLWATCH_TABLE_MAGIC, STALLWATCH_TABLE_MAGIC_SIZE) != 0)
+        return corrupt("wrong magic (not a stallwatch table)");
+
+    Bytes in(bytes);
+    Header h;
+    h.version = *in.get<std::uint32_t>(offsetof(H, version));
+    if (h.version != STALLWATCH_TABLE_VERSION)
+        return make_error(
+            Errc::unsupported_version,
+            h.version > STALLWATCH_TABLE_VERSION
+                ? fmt::format("table format version {} is newer than this stallwatch reads "
+                              "(up to {}); upgrade stallwatch",
+                              h.version, STALLWATCH_TABLE_VERSION)
+                : fmt::format("table format version {} is not one this stallwatch reads ({})",
+                              h.version, STALLWATCH_TABLE_VERSION));
+
+    auto header_size = *in.get<std::uint32_t>(offsetof(H, header_size));
+    auto slot_size = *in.get<std::uint32_t>(offsetof(H, slot_size));
+    if (header_size != STALLWATCH_HEADER_SIZE)
+        return corrupt(fmt::format("header size {} (version 1 requires {})", header_size,
+                                   STALLWATCH_HEADER_SIZE));
+    if (slot_size != STALLWATCH_SLOT_SIZE)
+        return corrupt(fmt::format("slot size {} (version 1 requires {})", slot_size,
+                                   STALLWATCH_SLOT_SIZE));
+
+    h.capacity = *in.get<std::uint32_t>(offsetof(H, capacity));
+    if (h.capacity == 0 || h.capacity > STALLWATCH_MAX_CAPACITY)
+        return corrupt(fmt::format("capacity {} is outside 1..{}", h.capacity,
+                                   STALLWATCH_MAX_CAPACITY));
+    std::uint64_t needed =
+        std::uint64_t{header_size} + std::uint64_t{h.capacity} * std::uint64_t{slot_size};
+    if (needed > file_size)
+        return corrupt(fmt::format("capacity {} needs {} bytes but the table has {}", h.capacity,
+                                   needed, file_size));
+
+    h.high_water = *in.get<std::uint32_t>(offsetof(H, slots_high_water));
+    if (h.high_water > h.capacity)
+        return corrupt(fmt::format("{} slots in use exceeds capacity {}", h.high_water,
+                                   h.capacity));
+    h.pid = *in.get<std::int32_t>(offsetof(H, pid));
+    if (h.pid <= 0) return corrupt(fmt::format("creator pid {} is not valid", h.pid));
+    h.created_unix_ns = *in.get<std::uint64_t>(offsetof(H, created_unix_ns));
+    auto name = in.cstr(offsetof(H, app_name), STALLWATCH_APP_NAME_SIZE);
+    if (!name) return corrupt("application name is not NUL-terminated");
+    h.app_name = std::move(*name);
+    return h;
+}
+
+Result<Snapshot> parse_table(std::span<const std::byte> bytes, std::uint64_t file_size) {
+    using S = stallwatch_slot;
+    auto header = parse_header(bytes, file_size);
+    if (!header) return std::move(header).error();
+
+    Snapshot snap;
+    snap.header = std::move(header.value());
+    if (bytes.size() < image_size(snap.header))
+        return corrupt(fmt::format("table changed size while being read ({} of {} bytes)",
+                                   bytes.size(), image_size(snap.header)));
+
+    Bytes in(bytes);
+    for (std::uint32_t i = 0; i < snap.header.high_water; ++i) {
+        std::uint64_t base = STALLWATCH_HEADER_SIZE + std::uint64_t{i} * STALLWATCH_SLOT_SIZE;
+        auto state = *in.get<std::uint32_t>(base + offsetof(S, state));
+        if (state == STALLWATCH_SLOT_FREE || state == STALLWATCH_SLOT_CLAIMED) continue;
+        if (state != STALLWATCH_SLOT_RUNNING && state != STALLWATCH_SLOT_PARKED)
+            return corrupt(fmt::format("slot {} has unknown state {}", i, state));
+
+        Worker w;
+        w.slot = i;
+        w.state = static_cast<WorkerState>(state);
+        w.progress = *in.get<std::uint64_t>(base + offsetof(S, progress));
+        w.tid = *in.get<std::int32_t>(base + offsetof(S, tid));
+        w.generation = *in.get<std::uint32_t>(base + offsetof(S, generation));
+        if (w.tid <= 0) return corrupt(fmt::format("slot {} has invalid tid {}", i, w.tid));
+        auto name = in.cstr(base + offsetof(S, name), STALLWATCH_WORKER_NAME_SIZE);
+        if (!name) return corrupt(fmt::format("slot {} name is not NUL-terminated", i));
+        w.name = std::move(*name);
+        snap.workers.push_back(std::move(w));
+    }
+    return snap;
+}
+
+Snapshot confirm(const Snapshot& first, const Snapshot& second) {
+    Snapshot out;
+    out.header = first.header;
+    auto it = second.workers.begin();
+    for (const auto& w : first.workers) {
+        while (it != second.workers.end() && it->slot < w.slot) ++it;
+        if (it != second.workers.end() && w.same_identity(*it)) out.workers.push_back(w);
+    }
+    return out;
+}
+
+}  // namespace sw::table

@@ -1,0 +1,187 @@
+// The table parser against good and hostile bytes.
+#include <doctest/doctest.h>
+
+#include "support/table_image.hpp"
+#include "table/parse.hpp"
+
+using sw::Errc;
+using sw::test::TableImage;
+namespace table = sw::table;
+
+namespace {
+sw::Result<table::Snapshot> parse(const TableImage& img) {
+    auto b = img.bytes();
+    return table::parse_table(b, b.size());
+}
+}  // namespace
+
+TEST_CASE("a well-formed table gives its header and live workers in slot order") {
+    TableImage img(8, "my-service");
+    img.worker(0, "io-0", 100, 7);
+    img.worker(2, "io-2", 102, 9, STALLWATCH_SLOT_PARKED);
+    img.worker(3, "gone", 103, 1, STALLWATCH_SLOT_FREE);
+    img.worker(4, "half", 104, 1, STALLWATCH_SLOT_CLAIMED);
+    auto snap = parse(img);
+    REQUIRE(snap.ok());
+    CHECK(snap->header.app_name == "my-service");
+    CHECK(snap->header.capacity == 8);
+    CHECK(snap->header.high_water == 5);
+    CHECK(snap->header.pid == 4242);
+    REQUIRE(snap->workers.size() == 2);
+    CHECK(snap->workers[0].name == "io-0");
+    CHECK(snap->workers[0].tid == 100);
+    CHECK(snap->workers[0].progress == 7);
+    CHECK(snap->workers[0].state == table::WorkerState::running);
+    CHECK(snap->workers[1].slot == 2);
+    CHECK(snap->workers[1].state == table::WorkerState::parked);
+}
+
+TEST_CASE("slots at or past the high-water mark are not read") {
+    TableImage img(4);
+    img.worker(0, "a", 10);
+    img.slots[3].state = 99;  // garbage beyond high water is ignored
+    auto snap = parse(img);
+    REQUIRE(snap.ok());
+    CHECK(snap->workers.size() == 1);
+}
+
+TEST_CASE("truncated header") {
+    TableImage img;
+    auto b = img.bytes();
+    for (std::size_t n : {0u, 1u, 8u, 64u, 127u}) {
+        auto r = table::parse_table(std::span(b).first(n), n);
+        REQUIRE_FALSE(r.ok());
+        CHECK(r.error().code == Errc::corrupt_table);
+        CHECK(r.error().message.find("header") != std::string::npos);
+    }
+}
+
+TEST_CASE("wrong magic, and a header not yet published") {
+    TableImage img;
+    img.header.magic[0] = 'X';
+    auto r = parse(img);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().code == Errc::corrupt_table);
+    CHECK(r.error().message.find("magic") != std::string::npos);
+
+    std::memset(img.header.magic, 0, sizeof img.header.magic);
+    r = parse(img);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().code == Errc::table_not_ready);
+}
+
+TEST_CASE("a future version is refused with advice to upgrade") {
+    TableImage img;
+    img.header.version = STALLWATCH_TABLE_VERSION + 1;
+    auto r = parse(img);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().code == Errc::unsupported_version);
+    CHECK(r.error().message.find("upgrade stallwatch") != std::string::npos);
+    img.header.version = 0;
+    r = parse(img);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().code == Errc::unsupported_version);
+}
+
+TEST_CASE("capacity that overflows the size, or is out of range") {
+    TableImage img(4);
+    img.header.capacity = 5;  // one more slot than the bytes hold
+    auto r = parse(img);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().message.find("needs") != std::string::npos);
+
+    img.header.capacity = 0xffffffffu;  // would overflow 32-bit size arithmetic
+    r = parse(img);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().code == Errc::corrupt_table);
+
+    img.header.capacity = 0;
+    r = parse(img);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().code == Errc::corrupt_table);
+}
+
+TEST_CASE("high-water mark beyond capacity") {
+    TableImage img(4);
+    img.header.slots_high_water = 5;
+    auto r = parse(img);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().message.find("exceeds capacity") != std::string::npos);
+}
+
+TEST_CASE("slot and header size mismatch") {
+    TableImage img;
+    img.header.slot_size = 128;
+    auto r = parse(img);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().message.find("slot size 128") != std::string::npos);
+
+    img.header.slot_size = STALLWATCH_SLOT_SIZE;
+    img.header.header_size = 64;
+    r = parse(img);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().message.find("header size 64") != std::string::npos);
+}
+
+TEST_CASE("names without NUL") {
+    TableImage img;
+    std::memset(img.header.app_name, 'A', sizeof img.header.app_name);
+    auto r = parse(img);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().message.find("application name") != std::string::npos);
+
+    TableImage img2;
+    auto& s = img2.worker(1, "x", 10);
+    std::memset(s.name, 'B', sizeof s.name);
+    r = parse(img2);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().message.find("slot 1 name") != std::string::npos);
+}
+
+TEST_CASE("invalid slot state and tid") {
+    TableImage img;
+    img.worker(0, "x", 10).state = 7;
+    auto r = parse(img);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().message.find("unknown state 7") != std::string::npos);
+
+    TableImage img2;
+    img2.worker(0, "x", -5);
+    r = parse(img2);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().message.find("invalid tid") != std::string::npos);
+}
+
+TEST_CASE("bad creator pid") {
+    TableImage img;
+    img.header.pid = 0;
+    CHECK_FALSE(parse(img).ok());
+}
+
+TEST_CASE("an image shorter than the high-water mark says the table changed size") {
+    TableImage img(4);
+    img.worker(3, "last", 10);
+    auto b = img.bytes();
+    auto r = table::parse_table(std::span(b).first(b.size() - 1), b.size());
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().message.find("changed size") != std::string::npos);
+}
+
+TEST_CASE("confirm keeps only workers whose identity held across two reads") {
+    TableImage a(4);
+    a.worker(0, "stay", 10, 1);
+    a.worker(1, "reclaimed", 11, 1);
+    a.worker(2, "released", 12, 1);
+    TableImage b = a;
+    b.slots[0].progress = 50;                 // progress may move: still the same worker
+    b.slots[1].generation = 2;                // slot claimed again in between
+    b.slots[2].state = STALLWATCH_SLOT_FREE;  // released in between
+    auto sa = parse(a);
+    auto sb = parse(b);
+    REQUIRE(sa.ok());
+    REQUIRE(sb.ok());
+    auto c = table::confirm(*sa, *sb);
+    REQUIRE(c.workers.size() == 1);
+    CHECK(c.workers[0].name == "stay");
+    CHECK(c.workers[0].progress == 1);
+}
