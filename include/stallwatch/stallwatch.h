@@ -76,7 +76,7 @@ static inline void stallwatch_tick(stallwatch_worker *w)
 /* The worker is about to wait for new work: it cannot stall while parked. */
 static inline void stallwatch_park(stallwatch_worker *w)
 {
-    __atomic_store_n(&w->state, (uint32_t)STALLWATCH_SLOT_PARKED, __ATOMIC_RELEASE);
+    __atomic_store_n(&w->state, STALLWATCH_SLOT_PARKED, __ATOMIC_RELEASE);
 }
 
 /* The worker has work again. Counts as progress, so that a worker that parks
@@ -84,7 +84,7 @@ static inline void stallwatch_park(stallwatch_worker *w)
 static inline void stallwatch_unpark(stallwatch_worker *w)
 {
     stallwatch_tick(w);
-    __atomic_store_n(&w->state, (uint32_t)STALLWATCH_SLOT_RUNNING, __ATOMIC_RELEASE);
+    __atomic_store_n(&w->state, STALLWATCH_SLOT_RUNNING, __ATOMIC_RELEASE);
 }
 
 #ifdef __cplusplus
