@@ -10,6 +10,8 @@ namespace sw::cli {
 
 int run_status(const StatusOptions& opt, std::ostream& out, std::ostream& err);
 
+int run_attach(const AttachOptions& opt, std::ostream& out, std::ostream& err);
+
 int run(const Options& opt, std::ostream& out, std::ostream& err);
 
 }  // namespace sw::cli

@@ -5,6 +5,7 @@
 
 #include <sstream>
 
+#include "common/duration.hpp"
 #include "common/error.hpp"
 #include "stallwatch/table_abi.h"
 
@@ -13,6 +14,22 @@
 #endif
 
 namespace sw::cli {
+namespace {
+
+// CLI11 validator for "250ms", "2s": checks the text; the value is parsed after.
+struct DurationValidator : CLI::Validator {
+    explicit DurationValidator(bool allow_zero) {
+        name_ = "DURATION";
+        func_ = [allow_zero](std::string& s) -> std::string {
+            auto d = parse_duration(s);
+            if (!d) return fmt::format("'{}' is not a duration: give a number and a unit, like 250ms or 2s", s);
+            if (!allow_zero && d->count() == 0) return "must be more than zero";
+            return {};
+        };
+    }
+};
+
+}  // namespace
 
 std::string version_text() {
     return fmt::format("stallwatch {}\nreads table format versions: {}\n", STALLWATCH_VERSION,
@@ -22,12 +39,15 @@ std::string version_text() {
 ParseResult parse_command_line(const std::vector<std::string>& args) {
     CLI::App app{"stallwatch: find the stack of a stalled worker thread, from outside the "
                  "process.\n\nThe application links the stallwatch shim, which keeps one "
-                 "progress counter per worker in a shared table; stallwatch reads that table.",
+                 "progress counter per worker in a shared table; stallwatch reads that table, "
+                 "and when a running worker stops making progress it stops that one thread "
+                 "for microseconds, unwinds and symbolizes its stack, and prints it.",
                  "stallwatch"};
     app.require_subcommand(1);
     app.set_version_flag("-V,--version", version_text);
-    app.footer("Exit status: 0 ok, 1 failure, 3 no such process, 4 not permitted, 5 no table, "
-               "6 unsupported or corrupt table, 64 usage error.\nSee stallwatch(1).");
+    app.footer("Exit status: 0 ok, 1 failure, 2 target exited, 3 no such process, 4 not "
+               "permitted, 5 no table, 6 unsupported or corrupt table, 64 usage error.\n"
+               "See stallwatch(1).");
 
     StatusOptions status;
     auto* st = app.add_subcommand("status", "Print the progress table of a process: one line per "
@@ -36,6 +56,32 @@ ParseResult parse_command_line(const std::vector<std::string>& args) {
         ->required()
         ->check(CLI::PositiveNumber);
 
+    AttachOptions attach;
+    std::string threshold = "100ms", interval = "10ms";
+    auto* at = app.add_subcommand(
+        "attach",
+        "Watch a running process and print the stack of every worker that stops making progress "
+        "while not parked. Only the stalled thread is stopped, for the few microseconds it takes "
+        "to copy its registers and stack. Runs until Ctrl-C, SIGTERM or the process exits.");
+    at->add_option("pid", attach.pid, "Process id of the instrumented program")
+        ->required()
+        ->check(CLI::PositiveNumber);
+    at->add_option("-t,--threshold", threshold,
+                   "How long a running worker may go without progress before it is reported")
+        ->check(DurationValidator(false))
+        ->capture_default_str();
+    at->add_option("-i,--interval", interval, "How often the progress table is read")
+        ->check(DurationValidator(false))
+        ->capture_default_str();
+    at->add_flag("-1,--once", attach.once, "Exit after the first stall report");
+    at->add_option("-n,--max-frames", attach.max_frames, "Deepest stack to print")
+        ->check(CLI::Range(1, 4096))
+        ->capture_default_str();
+    at->add_option("-o,--output", attach.output,
+                   "Append reports to FILE instead of standard output");
+    at->add_flag("--debuginfod", attach.debuginfod,
+                 "Fetch missing debug info with debuginfod (uses the network; off by default)");
+
     std::vector<std::string> rev(args.rbegin(), args.rend());
     if (!rev.empty()) rev.pop_back();  // program name
     try {
@@ -43,16 +89,20 @@ ParseResult parse_command_line(const std::vector<std::string>& args) {
     } catch (const CLI::ParseError& e) {
         std::ostringstream out, err;
         int code = app.exit(e, out, err);
-        // --help and --version are successes; everything else is a usage error.
         if (code != 0) {
             // One line: what was wrong, and where to read more.
             return EarlyExit{exit_code::usage, {},
                              fmt::format("stallwatch: {} (see 'stallwatch --help')\n", e.what())};
         }
-        return EarlyExit{0, out.str(), {}};
+        return EarlyExit{0, out.str(), {}};  // --help, --version
     }
     if (st->parsed()) return Options{status};
-    return EarlyExit{exit_code::usage, {}, "stallwatch: no command given; see --help\n"};
+    if (at->parsed()) {
+        attach.threshold = *parse_duration(threshold);
+        attach.interval = *parse_duration(interval);
+        return Options{attach};
+    }
+    return EarlyExit{exit_code::usage, {}, "stallwatch: no command given (see 'stallwatch --help')\n"};
 }
 
 }  // namespace sw::cli

@@ -4,6 +4,7 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <string>
 #include <variant>
 #include <vector>
@@ -14,7 +15,17 @@ struct StatusOptions {
     pid_t pid = 0;
 };
 
-using Command = std::variant<StatusOptions>;
+struct AttachOptions {
+    pid_t pid = 0;
+    std::chrono::nanoseconds threshold = std::chrono::milliseconds(100);
+    std::chrono::nanoseconds interval = std::chrono::milliseconds(10);
+    bool once = false;
+    std::size_t max_frames = 64;
+    std::string output;  // "" for standard output
+    bool debuginfod = false;
+};
+
+using Command = std::variant<StatusOptions, AttachOptions>;
 
 struct Options {
     Command command;

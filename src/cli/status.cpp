@@ -39,7 +39,13 @@ int run_status(const StatusOptions& opt, std::ostream& out, std::ostream& err) {
 }
 
 int run(const Options& opt, std::ostream& out, std::ostream& err) {
-    return std::visit([&](const auto& o) { return run_status(o, out, err); }, opt.command);
+    struct Dispatch {
+        std::ostream& out;
+        std::ostream& err;
+        int operator()(const StatusOptions& o) const { return run_status(o, out, err); }
+        int operator()(const AttachOptions& o) const { return run_attach(o, out, err); }
+    };
+    return std::visit(Dispatch{out, err}, opt.command);
 }
 
 }  // namespace sw::cli

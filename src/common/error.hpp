@@ -32,6 +32,7 @@ inline Error make_error(Errc code, std::string message, int sys_errno = 0) {
 namespace exit_code {
 inline constexpr int ok = 0;
 inline constexpr int failure = 1;
+inline constexpr int target_exited = 2;
 inline constexpr int no_such_process = 3;
 inline constexpr int permission_denied = 4;
 inline constexpr int no_table = 5;

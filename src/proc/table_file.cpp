@@ -9,6 +9,7 @@
 
 #include <cerrno>
 #include <charconv>
+#include <cstddef>
 #include <cstring>
 #include <memory>
 #include <optional>
@@ -67,19 +68,16 @@ Result<TableFile> TableFile::open(pid_t pid) {
     std::unique_ptr<DIR, DirCloser> d(::opendir(dir.c_str()));
     if (!d) return access_error(pid, errno, "the open files");
 
-    std::optional<int> found;
+    std::vector<int> found;
     while (dirent* e = ::readdir(d.get())) {
         auto n = parse_fd(e->d_name);
         if (!n) continue;
         char target[256];
         ssize_t len = ::readlinkat(::dirfd(d.get()), e->d_name, target, sizeof target);
         if (len <= 0 || static_cast<size_t>(len) >= sizeof target) continue;
-        if (std::string_view(target, static_cast<size_t>(len)) == memfd_link) {
-            found = n;
-            break;
-        }
+        if (std::string_view(target, static_cast<size_t>(len)) == memfd_link) found.push_back(*n);
     }
-    if (!found)
+    if (found.empty())
         return make_error(
             Errc::no_table,
             fmt::format("process {} ({}) has no stallwatch table: link it with the stallwatch "
@@ -87,10 +85,26 @@ Result<TableFile> TableFile::open(pid_t pid) {
                         "start-up, and check that STALLWATCH_DISABLE is not set",
                         pid, comm(pid)));
 
-    std::string path = fmt::format("{}/{}", dir, *found);
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0) return access_error(pid, errno, "the table");
-    return TableFile(UniqueFd(fd), pid, *found);
+    // Normally one. With several (a table inherited from a parent that did
+    // not use our shim, a dup), prefer the one this process created.
+    std::optional<TableFile> fallback;
+    for (int n : found) {
+        std::string path = fmt::format("{}/{}", dir, n);
+        int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0) {
+            if (fallback) continue;
+            return access_error(pid, errno, "the table");
+        }
+        TableFile tf(UniqueFd(fd), pid, n);
+        if (found.size() == 1) return tf;
+        std::int32_t creator = 0;
+        if (::pread(fd, &creator, sizeof creator, offsetof(stallwatch_table_header, pid)) ==
+                sizeof creator &&
+            creator == pid)
+            return tf;
+        if (!fallback) fallback.emplace(std::move(tf));
+    }
+    return std::move(*fallback);
 }
 
 Result<std::vector<std::byte>> TableFile::read_image(std::uint64_t size) {
@@ -109,6 +123,16 @@ Result<std::vector<std::byte>> TableFile::read_image(std::uint64_t size) {
     return out;
 }
 
+std::optional<std::uint64_t> TableFile::read_progress(std::uint32_t slot, std::uint32_t generation) {
+    if (slot >= STALLWATCH_MAX_CAPACITY) return std::nullopt;
+    stallwatch_slot s{};
+    off_t at = static_cast<off_t>(STALLWATCH_HEADER_SIZE + std::uint64_t{slot} * STALLWATCH_SLOT_SIZE);
+    if (::pread(fd_.get(), &s, sizeof s, at) != static_cast<ssize_t>(sizeof s)) return std::nullopt;
+    bool live = s.state == STALLWATCH_SLOT_RUNNING || s.state == STALLWATCH_SLOT_PARKED;
+    if (!live || s.generation != generation) return std::nullopt;
+    return s.progress;
+}
+
 Result<table::Snapshot> TableFile::read() {
     // pread, never mmap: a table that its writer shrinks gives a short read
     // here, not a SIGBUS in the monitor.
@@ -120,12 +144,20 @@ Result<table::Snapshot> TableFile::read() {
     if (!header) return std::move(header).error();
 
     auto want = table::image_size(*header);
+    auto changed = [&](std::size_t got) {
+        return make_error(Errc::corrupt_table,
+                          fmt::format("corrupt stallwatch table: it changed size while being read "
+                                      "({} of {} bytes)",
+                                      got, want));
+    };
     auto first = read_image(want);
     if (!first) return std::move(first).error();
+    if (first->size() < want) return changed(first->size());
     auto a = table::parse_table(*first, *size);
     if (!a) return std::move(a).error();
-    auto second = read_image(table::image_size(a->header));
+    auto second = read_image(want);
     if (!second) return std::move(second).error();
+    if (second->size() < want) return changed(second->size());
     auto b = table::parse_table(*second, *size);
     if (!b) return std::move(b).error();
     return table::confirm(*a, *b);

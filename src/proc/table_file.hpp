@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include "common/result.hpp"
@@ -27,6 +28,11 @@ public:
     // Reads a consistent snapshot of the live workers. Errors:
     // table_not_ready, unsupported_version, corrupt_table, io.
     Result<table::Snapshot> read();
+
+    // The progress of one slot if it is still the same live registration
+    // (same generation), else nullopt. One small pread: cheap enough for the
+    // stop window.
+    std::optional<std::uint64_t> read_progress(std::uint32_t slot, std::uint32_t generation);
 
     pid_t pid() const noexcept { return pid_; }
     int fd_number() const noexcept { return fd_number_; }

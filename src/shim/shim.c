@@ -51,10 +51,13 @@ static int owns(const stallwatch_worker *w)
     return ((size_t)(p - g_base - STALLWATCH_HEADER_SIZE) % STALLWATCH_SLOT_SIZE) == 0;
 }
 
-/* Copies at most size-1 bytes and zero-fills the rest: no stale tail. */
+/* Copies at most size-1 bytes, never cutting a UTF-8 character in two, and
+ * zero-fills the rest: no stale tail. */
 static void copy_name(char *dst, size_t size, const char *src)
 {
     size_t n = src ? strnlen(src, size - 1) : 0;
+    while (n > 0 && ((unsigned char)src[n] & 0xC0) == 0x80)
+        --n; /* src[n] continues the character that src[n-1] began */
     memset(dst, 0, size);
     if (n)
         memcpy(dst, src, n);
@@ -143,9 +146,11 @@ static int create_table(const char *app_name, uint32_t capacity)
     h->slots_high_water = 0;
     copy_name(h->app_name, sizeof h->app_name,
               app_name ? app_name : program_invocation_short_name);
-    /* The magic goes last: a reader that sees it sees a complete header. */
-    __atomic_thread_fence(__ATOMIC_RELEASE);
-    memcpy(h->magic, STALLWATCH_TABLE_MAGIC, STALLWATCH_TABLE_MAGIC_SIZE);
+    /* The magic goes last, as one aligned 8-byte release store: a reader that
+     * sees it sees a complete header, and never half a magic. */
+    uint64_t magic;
+    memcpy(&magic, STALLWATCH_TABLE_MAGIC, sizeof magic);
+    __atomic_store_n((uint64_t *)(void *)h->magic, magic, __ATOMIC_RELEASE);
 
     g_fd = fd;
     g_base = base;

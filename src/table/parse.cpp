@@ -65,6 +65,9 @@ std::uint64_t image_size(const Header& h) {
 
 Result<Header> parse_header(std::span<const std::byte> bytes, std::uint64_t file_size) {
     using H = stallwatch_table_header;
+    if (file_size == 0 || (bytes.empty() && file_size < STALLWATCH_HEADER_SIZE))
+        return make_error(Errc::table_not_ready,
+                          "the stallwatch table is still being created (empty file)");
     if (bytes.size() < STALLWATCH_HEADER_SIZE || file_size < STALLWATCH_HEADER_SIZE)
         return corrupt(fmt::format("{} bytes is smaller than the {}-byte header",
                                    std::min<std::uint64_t>(bytes.size(), file_size),
@@ -128,12 +131,13 @@ Result<Snapshot> parse_table(std::span<const std::byte> bytes, std::uint64_t fil
 
     Snapshot snap;
     snap.header = std::move(header.value());
-    if (bytes.size() < image_size(snap.header))
-        return corrupt(fmt::format("table changed size while being read ({} of {} bytes)",
-                                   bytes.size(), image_size(snap.header)));
+    // Slots registered after the caller sized its read lie beyond `bytes`:
+    // they are seen on the next read, not treated as an error.
+    std::uint64_t fetched = (bytes.size() - STALLWATCH_HEADER_SIZE) / STALLWATCH_SLOT_SIZE;
+    auto slots = static_cast<std::uint32_t>(std::min<std::uint64_t>(snap.header.high_water, fetched));
 
     Bytes in(bytes);
-    for (std::uint32_t i = 0; i < snap.header.high_water; ++i) {
+    for (std::uint32_t i = 0; i < slots; ++i) {
         std::uint64_t base = STALLWATCH_HEADER_SIZE + std::uint64_t{i} * STALLWATCH_SLOT_SIZE;
         auto state = *in.get<std::uint32_t>(base + offsetof(S, state));
         if (state == STALLWATCH_SLOT_FREE || state == STALLWATCH_SLOT_CLAIMED) continue;

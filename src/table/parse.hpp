@@ -14,8 +14,10 @@ namespace sw::table {
 // file claims to have: the declared capacity must fit in it.
 Result<Header> parse_header(std::span<const std::byte> bytes, std::uint64_t file_size);
 
-// Parses a whole image: the header and slots [0, high_water). The image may be
-// longer than that but not shorter.
+// Parses an image: the header and the slots [0, high_water) that it holds.
+// An image shorter than the high-water mark is read as far as it goes (slots
+// registered after the caller sized its read); a file that shrank is the
+// caller's to detect, as a short read.
 Result<Snapshot> parse_table(std::span<const std::byte> bytes, std::uint64_t file_size);
 
 // Keeps the workers whose identity is the same in two images read one after

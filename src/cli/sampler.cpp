@@ -1,0 +1,69 @@
+#include "cli/sampler.hpp"
+
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+#include <chrono>
+
+#include "proc/maps.hpp"
+#include "proc/process.hpp"
+#include "proc/thread_info.hpp"
+
+namespace sw::cli {
+namespace {
+
+std::uint64_t unix_now_ns() {
+    return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                          std::chrono::system_clock::now().time_since_epoch())
+                                          .count());
+}
+
+}  // namespace
+
+report::Target describe_target(pid_t pid, std::string app_name) {
+    report::Target t;
+    t.pid = pid;
+    t.process_name = proc::comm(pid);
+    t.app_name = std::move(app_name);
+    char buf[4096];
+    ssize_t n = ::readlink(fmt::format("/proc/{}/exe", pid).c_str(), buf, sizeof buf - 1);
+    if (n > 0) t.executable.assign(buf, static_cast<std::size_t>(n));
+    return t;
+}
+
+Sampler::Sampler(report::Target target, SamplerOptions opt)
+    : target_(std::move(target)), opt_(opt), unwinder_(target_.pid), symbolizer_(target_.pid, opt.symbols) {}
+
+std::optional<report::StallReport> Sampler::sample(const detect::Event& event,
+                                                   const proc::StillStalled& still_stalled) {
+    report::StallReport r;
+    r.event = event;
+    r.target = target_;
+    pid_t tid = event.worker.tid;
+    // Before the stop: a sleeping thread reports restart_syscall once stopped.
+    r.thread = proc::read_thread_state(target_.pid, tid);
+    r.unix_ns = unix_now_ns();
+
+    auto maps = proc::read_maps(target_.pid);
+    if (!maps) {
+        r.capture_error = maps.error().message;
+        return r;
+    }
+    auto got = proc::capture_thread(target_.pid, tid, *maps, opt_.capture, still_stalled);
+    if (!got) {
+        r.capture_error = got.error().message;
+        return r;
+    }
+    if (got->dropped) return std::nullopt;
+    r.stop_window = got->capture.stopped;
+
+    // The thread runs again: everything from here costs it nothing.
+    if (symbolizer_.refresh(*maps)) unwinder_.flush();
+    auto raw = unwinder_.unwind(got->capture, opt_.max_frames);
+    r.frames = symbolizer_.symbolize(raw);
+    r.stopped_early = raw.stopped_early;
+    return r;
+}
+
+}  // namespace sw::cli

@@ -1,0 +1,45 @@
+// Sampling one worker: kernel state, capture (the short stop), unwinding and
+// symbolization after the thread runs again, into a StallReport.
+#pragma once
+
+#include <sys/types.h>
+
+#include <memory>
+
+#include "proc/capture.hpp"
+#include "report/report.hpp"
+#include "symbolize/symbolizer.hpp"
+#include "unwind/unwinder.hpp"
+
+namespace sw::cli {
+
+struct SamplerOptions {
+    std::size_t max_frames = 64;
+    proc::CaptureOptions capture;
+    symbolize::Options symbols;
+};
+
+class Sampler {
+public:
+    Sampler(report::Target target, SamplerOptions opt);
+
+    // Samples the worker of `event`. Returns nullopt when the sample was
+    // dropped because `still_stalled` said the worker moved during the stop.
+    // A thread that exits or cannot be stopped gives a report whose
+    // capture_error says so.
+    std::optional<report::StallReport> sample(const detect::Event& event,
+                                              const proc::StillStalled& still_stalled);
+
+    const report::Target& target() const { return target_; }
+
+private:
+    report::Target target_;
+    SamplerOptions opt_;
+    unwind::Unwinder unwinder_;
+    symbolize::Symbolizer symbolizer_;
+};
+
+// pid, comm and executable path of a process, plus the table's app name.
+report::Target describe_target(pid_t pid, std::string app_name);
+
+}  // namespace sw::cli

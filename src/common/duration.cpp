@@ -1,0 +1,48 @@
+#include "common/duration.hpp"
+
+#include <fmt/format.h>
+
+#include <cmath>
+#include <cstdlib>
+
+namespace sw {
+
+std::optional<std::chrono::nanoseconds> parse_duration(std::string_view text) {
+    std::size_t i = 0;
+    while (i < text.size() && ((text[i] >= '0' && text[i] <= '9') || text[i] == '.')) ++i;
+    if (i == 0 || i == text.size()) return std::nullopt;
+    std::string number(text.substr(0, i));
+    if (number.find('.') != number.rfind('.')) return std::nullopt;
+    char* end = nullptr;
+    double value = std::strtod(number.c_str(), &end);
+    if (end != number.c_str() + number.size() || !std::isfinite(value)) return std::nullopt;
+    std::string_view unit = text.substr(i);
+    double scale = 0;
+    if (unit == "ns") scale = 1;
+    else if (unit == "us" || unit == "\xc2\xb5s") scale = 1e3;
+    else if (unit == "ms") scale = 1e6;
+    else if (unit == "s") scale = 1e9;
+    else if (unit == "m" || unit == "min") scale = 60e9;
+    else if (unit == "h") scale = 3600e9;
+    else return std::nullopt;
+    double ns = value * scale;
+    if (ns > 1e18) return std::nullopt;
+    return std::chrono::nanoseconds(static_cast<long long>(std::llround(ns)));
+}
+
+std::string format_duration(std::chrono::nanoseconds d) {
+    auto ns = d.count();
+    if (ns < 0) ns = 0;
+    if (ns < 1'000) return fmt::format("{}ns", ns);
+    if (ns < 1'000'000) return fmt::format("{}us", ns / 1'000);
+    if (ns < 10'000'000'000LL) {
+        if (ns < 1'000'000'000) return fmt::format("{}ms", ns / 1'000'000);
+        return fmt::format("{:.2f}s", static_cast<double>(ns) / 1e9);
+    }
+    auto s = ns / 1'000'000'000;
+    if (s < 60) return fmt::format("{}s", s);
+    if (s < 3600) return fmt::format("{}m{:02}s", s / 60, s % 60);
+    return fmt::format("{}h{:02}m", s / 3600, s / 60 % 60);
+}
+
+}  // namespace sw

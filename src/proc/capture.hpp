@@ -1,0 +1,71 @@
+// Capturing one thread with the shortest possible stop: registers and a copy
+// of the live part of its stack, taken while the thread is frozen, then the
+// thread is let go. Unwinding happens afterwards, from the copy.
+#pragma once
+
+#include <sys/types.h>
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "common/result.hpp"
+#include "proc/maps.hpp"
+
+namespace sw::proc {
+
+// General registers in DWARF numbering for the host architecture.
+struct Registers {
+    static constexpr std::size_t max = 32;
+    std::array<std::uint64_t, max> dwarf{};
+    std::uint64_t pc = 0;
+    std::uint64_t sp = 0;
+};
+
+struct StackCopy {
+    std::uint64_t base = 0;         // target address of bytes[0]
+    std::vector<std::byte> bytes;   // [base, base + size) of the target's stack
+    bool reached_top = false;       // the copy ends where the stack mapping ends
+
+    bool contains(std::uint64_t addr, std::size_t len) const {
+        return addr >= base && addr - base <= bytes.size() && bytes.size() - (addr - base) >= len;
+    }
+};
+
+struct ThreadCapture {
+    pid_t pid = 0;
+    pid_t tid = 0;
+    Registers regs;
+    StackCopy stack;
+    std::chrono::nanoseconds stopped{};  // from PTRACE_INTERRUPT to the detach (an upper bound)
+    int forwarded_signal = 0;            // a signal that arrived during the stop, passed on
+};
+
+struct CaptureOptions {
+    std::size_t max_stack_bytes = 512 * 1024;
+    std::chrono::milliseconds stop_timeout{500};
+};
+
+// Called while the thread is stopped, after the copy: false drops the sample
+// (the worker moved on its own, so what we hold is not the stall).
+using StillStalled = std::function<bool()>;
+
+// Stops thread `tid` of process `pid` (PTRACE_SEIZE + PTRACE_INTERRUPT),
+// copies registers and stack, detaches. `maps` (read before the stop) bounds
+// the stack copy. Errors: no_such_process (the thread exited: skip it),
+// permission_denied (with the reason: another tracer, Yama, ...), io.
+struct CaptureOutcome {
+    bool dropped = false;  // still_stalled said no
+    ThreadCapture capture;
+};
+Result<CaptureOutcome> capture_thread(pid_t pid, pid_t tid, const std::vector<Mapping>& maps,
+                                      const CaptureOptions& opt, const StillStalled& still_stalled);
+
+// Threads we attached to that did not stop in time (a thread in
+// uninterruptible sleep): they cannot be detached until they stop. Each call
+// detaches those that have stopped since. Returns how many are still pending.
+std::size_t release_lingering();
+
+}  // namespace sw::proc

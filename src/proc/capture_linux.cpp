@@ -1,0 +1,198 @@
+// Linux: one thread stopped with PTRACE_SEIZE + PTRACE_INTERRUPT, owned by a
+// guard whose destructor detaches on every path.
+#include <signal.h>
+#include <sys/ptrace.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <time.h>
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <mutex>
+
+#include "proc/capture.hpp"
+#include "proc/process.hpp"
+#include "proc/registers.hpp"
+
+namespace sw::proc {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Red zone below the stack pointer that leaf functions may use (x86-64 ABI).
+constexpr std::uint64_t red_zone = 128;
+
+std::mutex lingering_mutex;
+std::vector<pid_t> lingering;  // seized, not yet stopped, so not yet detached
+
+pid_t tracer_of(pid_t pid, pid_t tid) {
+    auto text = read_text_file(fmt::format("/proc/{}/task/{}/status", pid, tid));
+    if (!text) return 0;
+    auto pos = text->find("TracerPid:");
+    if (pos == std::string::npos) return 0;
+    return static_cast<pid_t>(std::strtol(text->c_str() + pos + 10, nullptr, 10));
+}
+
+Error seize_error(pid_t pid, pid_t tid, int e) {
+    if (e == ESRCH)
+        return make_error(Errc::no_such_process, fmt::format("thread {} exited", tid), e);
+    if (e == EPERM) {
+        if (pid_t t = tracer_of(pid, tid); t > 0)
+            return make_error(Errc::permission_denied,
+                              fmt::format("thread {} is already traced by pid {} ({}): only one "
+                                          "debugger may trace a thread; detach it first",
+                                          tid, t, comm(t)),
+                              e);
+        return make_error(Errc::permission_denied,
+                          fmt::format("not permitted to trace thread {}: {}", tid, permission_hint(pid)),
+                          e);
+    }
+    return make_error(Errc::io, fmt::format("ptrace(SEIZE) of thread {}: {}", tid, std::strerror(e)), e);
+}
+
+// Owns the tracing of one thread from PTRACE_SEIZE until the detach.
+class Seized {
+public:
+    explicit Seized(pid_t tid) : tid_(tid) {}
+    Seized(const Seized&) = delete;
+    Seized& operator=(const Seized&) = delete;
+    ~Seized() { release(); }
+
+    // Waits for the stop that PTRACE_INTERRUPT (or a signal) causes.
+    Status wait_stop(Clock::time_point deadline) {
+        // Most stops arrive within microseconds: spin politely first, then back off.
+        for (unsigned round = 0;; ++round) {
+            int status = 0;
+            pid_t r = ::waitpid(tid_, &status, WNOHANG | __WALL);
+            if (r == tid_) {
+                if (WIFEXITED(status) || WIFSIGNALED(status)) {
+                    gone_ = true;
+                    return make_error(Errc::no_such_process, fmt::format("thread {} exited", tid_));
+                }
+                if (WIFSTOPPED(status)) {
+                    int sig = WSTOPSIG(status);
+                    int event = status >> 16;
+                    // PTRACE_EVENT_STOP: our interrupt (SIGTRAP) or a group stop
+                    // (SIGSTOP & co.), which the detach leaves in place. Anything
+                    // else is a signal on its way in: pass it on at the detach.
+                    if (event != PTRACE_EVENT_STOP) signal_ = sig;
+                    stopped_ = true;
+                    return ok_status();
+                }
+                continue;
+            }
+            if (r < 0 && errno != EINTR) {
+                int e = errno;
+                if (e == ECHILD) gone_ = true;
+                return make_error(Errc::no_such_process,
+                                  fmt::format("waiting for thread {}: {}", tid_, std::strerror(e)), e);
+            }
+            if (Clock::now() >= deadline)
+                return make_error(Errc::io, fmt::format("thread {} did not stop in time (in "
+                                                        "uninterruptible sleep?)",
+                                                        tid_));
+            if (round < 64) {
+                ::sched_yield();
+            } else {
+                timespec ts{0, 20'000};
+                ::nanosleep(&ts, nullptr);
+            }
+        }
+    }
+
+    int forwarded_signal() const { return signal_; }
+
+    void release() {
+        if (tid_ <= 0 || gone_) return;
+        if (stopped_) {
+            ::ptrace(PTRACE_DETACH, tid_, nullptr, reinterpret_cast<void*>(static_cast<long>(signal_)));
+        } else {
+            // Seized but not stopped: the kernel only detaches a stopped
+            // tracee. Keep it for release_lingering(); our exit detaches it too.
+            std::lock_guard lk(lingering_mutex);
+            lingering.push_back(tid_);
+        }
+        tid_ = -1;
+    }
+
+private:
+    pid_t tid_;
+    bool stopped_ = false;
+    bool gone_ = false;
+    int signal_ = 0;
+};
+
+void copy_stack(pid_t pid, const Registers& regs, const std::vector<Mapping>& maps,
+                std::size_t max_bytes, StackCopy& out) {
+    std::uint64_t lo = regs.sp >= red_zone ? regs.sp - red_zone : 0;
+    std::uint64_t hi = lo + max_bytes;
+    const Mapping* m = find_mapping(maps, regs.sp);
+    if (m) {
+        lo = std::max(lo, m->start);
+        if (m->end <= hi) {
+            hi = m->end;
+            out.reached_top = true;
+        }
+    }
+    out.base = lo;
+    out.bytes.resize(hi - lo);
+    iovec local{out.bytes.data(), out.bytes.size()};
+    iovec remote{reinterpret_cast<void*>(lo), out.bytes.size()};
+    ssize_t n = ::process_vm_readv(pid, &local, 1, &remote, 1, 0);
+    out.bytes.resize(n > 0 ? static_cast<std::size_t>(n) : 0);
+    if (n > 0 && static_cast<std::uint64_t>(n) < hi - lo) out.reached_top = true;  // end of readable memory
+}
+
+}  // namespace
+
+Result<CaptureOutcome> capture_thread(pid_t pid, pid_t tid, const std::vector<Mapping>& maps,
+                                      const CaptureOptions& opt, const StillStalled& still_stalled) {
+    // No PTRACE_O_EXITKILL, no other option: if we die, the kernel detaches
+    // and the thread runs on.
+    if (::ptrace(PTRACE_SEIZE, tid, nullptr, nullptr) != 0) return seize_error(pid, tid, errno);
+    Seized guard(tid);
+    auto t0 = Clock::now();
+    if (::ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr) != 0) {
+        int e = errno;
+        return make_error(e == ESRCH ? Errc::no_such_process : Errc::io,
+                          fmt::format("ptrace(INTERRUPT) of thread {}: {}", tid, std::strerror(e)), e);
+    }
+    if (auto st = guard.wait_stop(t0 + opt.stop_timeout); !st) return std::move(st).error();
+
+    // ---- the window: only what must happen while the thread is frozen ----
+    CaptureOutcome out;
+    out.capture.pid = pid;
+    out.capture.tid = tid;
+    if (!read_registers(tid, out.capture.regs)) {
+        int e = errno;
+        return make_error(e == ESRCH ? Errc::no_such_process : Errc::io,
+                          fmt::format("reading the registers of thread {}: {}", tid, std::strerror(e)), e);
+    }
+    copy_stack(pid, out.capture.regs, maps, opt.max_stack_bytes, out.capture.stack);
+    if (still_stalled && !still_stalled()) out.dropped = true;
+    out.capture.forwarded_signal = guard.forwarded_signal();
+    guard.release();
+    // ---- end of the window ----
+    out.capture.stopped = Clock::now() - t0;
+    return out;
+}
+
+std::size_t release_lingering() {
+    std::lock_guard lk(lingering_mutex);
+    std::erase_if(lingering, [](pid_t tid) {
+        int status = 0;
+        pid_t r = ::waitpid(tid, &status, WNOHANG | __WALL);
+        if (r == 0) return false;  // still not stopped
+        if (r == tid && WIFSTOPPED(status)) {
+            int sig = (status >> 16) == PTRACE_EVENT_STOP ? 0 : WSTOPSIG(status);
+            ::ptrace(PTRACE_DETACH, tid, nullptr, reinterpret_cast<void*>(static_cast<long>(sig)));
+        }
+        return true;  // detached, exited, or no longer ours
+    });
+    return lingering.size();
+}
+
+}  // namespace sw::proc

@@ -1,0 +1,37 @@
+// The memory map of a process (/proc/<pid>/maps), parsed into value types.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/result.hpp"
+
+namespace sw::proc {
+
+struct Mapping {
+    std::uint64_t start = 0;
+    std::uint64_t end = 0;  // one past the last byte
+    bool readable = false, writable = false, executable = false;
+    std::uint64_t offset = 0;
+    std::uint64_t inode = 0;
+    std::string path;  // empty for anonymous memory; "[stack]" etc. for special ones
+
+    bool contains(std::uint64_t addr) const { return addr >= start && addr < end; }
+};
+
+// Parses the text of a maps file. Lines that do not parse are skipped.
+std::vector<Mapping> parse_maps(const std::string& text);
+
+// Reads /proc/<pid>/maps. Errors: no_such_process, permission_denied, io.
+Result<std::vector<Mapping>> read_maps(pid_t pid);
+
+// The mapping that contains `addr`, or nullptr.
+const Mapping* find_mapping(const std::vector<Mapping>& maps, std::uint64_t addr);
+
+// Reads a whole small file (from /proc) into a string.
+Result<std::string> read_text_file(const std::string& path);
+
+}  // namespace sw::proc

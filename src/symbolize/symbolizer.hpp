@@ -1,0 +1,64 @@
+// Symbolization with elfutils libdwfl: function names (demangled), source
+// file:line:column, inlined frames, module and offset. One per target
+// process; modules are cached and refreshed when the process's mappings of
+// executable files change (dlopen, dlclose).
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "proc/maps.hpp"
+#include "unwind/unwinder.hpp"
+
+namespace sw::symbolize {
+
+struct SourceLocation {
+    std::string file;  // as recorded in the debug info (usually absolute)
+    int line = 0;
+    int column = 0;    // 0 when unknown
+};
+
+struct Frame {
+    std::uint64_t pc = 0;
+    std::string function;        // demangled; empty when nothing names the address
+    std::string module;          // path of the ELF file, or "" when unmapped
+    std::uint64_t module_offset = 0;  // pc - the module's load address
+    std::optional<SourceLocation> location;
+    bool inlined = false;        // inlined into the frame that follows it
+    bool activation = false;     // see RawFrame
+};
+
+struct Options {
+    // Look up missing debug info with debuginfod (network). Off by default:
+    // only build-id and .gnu_debuglink files on this machine are used.
+    bool debuginfod = false;
+};
+
+class Symbolizer {
+public:
+    Symbolizer(pid_t pid, Options opt);
+    ~Symbolizer();
+    Symbolizer(const Symbolizer&) = delete;
+    Symbolizer& operator=(const Symbolizer&) = delete;
+
+    // Re-reads the module list if the executable mappings in `maps` differ
+    // from the last call. Returns true when they changed.
+    bool refresh(const std::vector<proc::Mapping>& maps);
+
+    // One or more frames per raw frame (inlined calls first, innermost first).
+    std::vector<Frame> symbolize(const unwind::RawStack& raw);
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+// `name` demangled if it is a mangled C++ name, else unchanged.
+std::string demangle(const char* name);
+
+}  // namespace sw::symbolize

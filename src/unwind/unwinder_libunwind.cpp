@@ -1,0 +1,186 @@
+// libunwind-ptrace backend. _UPT_find_proc_info supplies the unwind tables
+// (it reads /proc/<pid>/maps and the ELF files); every other accessor is
+// ours, so nothing here needs the thread to be stopped.
+#include <libunwind-ptrace.h>
+#include <sys/uio.h>
+
+#include <fmt/format.h>
+
+#include <cstring>
+#include <unordered_map>
+
+#include "unwind/unwinder.hpp"
+
+namespace sw::unwind {
+namespace {
+
+// libunwind passes its `arg` through to the UPT helpers, which need theirs:
+// the capture being unwound is reached through this pointer instead. The
+// monitor unwinds on one thread at a time.
+thread_local const proc::ThreadCapture* current = nullptr;
+
+constexpr std::uint64_t page_size = 4096;
+
+}  // namespace
+
+struct Unwinder::Impl {
+    pid_t pid;
+    void* upt = nullptr;
+    unw_addr_space_t as = nullptr;
+    unw_accessors_t acc{};
+    // Pages of the live process read so far (unwind tables, code): they do
+    // not change while the mapping exists, so one read serves every capture.
+    std::unordered_map<std::uint64_t, std::vector<std::byte>> pages;
+    bool hit_copy_end = false;
+
+    static inline std::unordered_map<unw_addr_space_t, Impl*> by_as;
+
+    bool read_live(std::uint64_t addr, unw_word_t* out) {
+        std::uint64_t page = addr & ~(page_size - 1);
+        if (addr + sizeof(unw_word_t) > page + page_size) {  // straddles two pages
+            iovec local{out, sizeof *out};
+            iovec remote{reinterpret_cast<void*>(addr), sizeof *out};
+            return ::process_vm_readv(pid, &local, 1, &remote, 1, 0) == sizeof *out;
+        }
+        auto it = pages.find(page);
+        if (it == pages.end()) {
+            std::vector<std::byte> buf(page_size);
+            iovec local{buf.data(), buf.size()};
+            iovec remote{reinterpret_cast<void*>(page), buf.size()};
+            if (::process_vm_readv(pid, &local, 1, &remote, 1, 0) != static_cast<ssize_t>(page_size))
+                return false;
+            it = pages.emplace(page, std::move(buf)).first;
+        }
+        std::memcpy(out, it->second.data() + (addr - page), sizeof *out);
+        return true;
+    }
+};
+
+namespace {
+
+Unwinder::Impl* impl_of(unw_addr_space_t as) {
+    auto it = Unwinder::Impl::by_as.find(as);
+    return it == Unwinder::Impl::by_as.end() ? nullptr : it->second;
+}
+
+int find_proc_info(unw_addr_space_t as, unw_word_t ip, unw_proc_info_t* pi, int need, void*) {
+    auto* self = impl_of(as);
+    return self ? _UPT_find_proc_info(as, ip, pi, need, self->upt) : -UNW_EINVAL;
+}
+
+void put_unwind_info(unw_addr_space_t as, unw_proc_info_t* pi, void*) {
+    if (auto* self = impl_of(as)) _UPT_put_unwind_info(as, pi, self->upt);
+}
+
+int get_dyn_info_list_addr(unw_addr_space_t, unw_word_t*, void*) { return -UNW_ENOINFO; }
+
+int access_mem(unw_addr_space_t as, unw_word_t addr, unw_word_t* val, int write, void*) {
+    if (write) return -UNW_EREADONLYREG;
+    auto* self = impl_of(as);
+    if (!self || !current) return -UNW_EINVAL;
+    const auto& stack = current->stack;
+    if (stack.contains(addr, sizeof *val)) {
+        std::memcpy(val, stack.bytes.data() + (addr - stack.base), sizeof *val);
+        return 0;
+    }
+    // A stack address past the copy: the live stack has moved on since, so
+    // reading it would invent frames. Stop here instead.
+    if (addr >= stack.base && addr < stack.base + stack.bytes.size() + (1u << 20) && !stack.reached_top) {
+        self->hit_copy_end = true;
+        return -UNW_EINVAL;
+    }
+    return self->read_live(addr, val) ? 0 : -UNW_EINVAL;
+}
+
+int access_reg(unw_addr_space_t, unw_regnum_t reg, unw_word_t* val, int write, void*) {
+    if (write || !current) return -UNW_EREADONLYREG;
+    if (reg < 0 || static_cast<std::size_t>(reg) >= proc::Registers::max) return -UNW_EBADREG;
+    *val = current->regs.dwarf[static_cast<std::size_t>(reg)];
+    return 0;
+}
+
+int access_fpreg(unw_addr_space_t, unw_regnum_t, unw_fpreg_t*, int, void*) { return -UNW_EBADREG; }
+
+int resume(unw_addr_space_t, unw_cursor_t*, void*) { return -UNW_EINVAL; }
+
+int get_proc_name(unw_addr_space_t, unw_word_t, char*, size_t, unw_word_t*, void*) {
+    return -UNW_ENOINFO;  // names come from libdw
+}
+
+}  // namespace
+
+Unwinder::Unwinder(pid_t pid) : impl_(std::make_unique<Impl>()) {
+    impl_->pid = pid;
+    impl_->upt = _UPT_create(pid);
+    impl_->acc.find_proc_info = find_proc_info;
+    impl_->acc.put_unwind_info = put_unwind_info;
+    impl_->acc.get_dyn_info_list_addr = get_dyn_info_list_addr;
+    impl_->acc.access_mem = access_mem;
+    impl_->acc.access_reg = access_reg;
+    impl_->acc.access_fpreg = access_fpreg;
+    impl_->acc.resume = resume;
+    impl_->acc.get_proc_name = get_proc_name;
+    impl_->as = unw_create_addr_space(&impl_->acc, 0);
+    if (impl_->as) {
+        unw_set_caching_policy(impl_->as, UNW_CACHE_GLOBAL);
+        Impl::by_as[impl_->as] = impl_.get();
+    }
+}
+
+Unwinder::~Unwinder() {
+    if (impl_->as) {
+        Impl::by_as.erase(impl_->as);
+        unw_destroy_addr_space(impl_->as);
+    }
+    if (impl_->upt) _UPT_destroy(impl_->upt);
+}
+
+void Unwinder::flush() {
+    if (impl_->as) unw_flush_cache(impl_->as, 0, 0);
+    impl_->pages.clear();
+}
+
+RawStack Unwinder::unwind(const proc::ThreadCapture& cap, std::size_t max_frames) {
+    RawStack out;
+    if (!impl_->as || !impl_->upt) {
+        out.stopped_early = "libunwind could not be initialised";
+        return out;
+    }
+    current = &cap;
+    impl_->hit_copy_end = false;
+    struct Reset {
+        ~Reset() { current = nullptr; }
+    } reset;
+
+    unw_cursor_t cursor;
+    if (int rc = unw_init_remote(&cursor, impl_->as, nullptr); rc < 0) {
+        out.frames.push_back(RawFrame{cap.regs.pc, true});
+        out.stopped_early = fmt::format("libunwind: {}", unw_strerror(rc));
+        return out;
+    }
+    bool activation = true;
+    for (;;) {
+        unw_word_t pc = 0;
+        if (unw_get_reg(&cursor, UNW_REG_IP, &pc) < 0 || pc == 0) break;
+        out.frames.push_back(RawFrame{pc, activation});
+        if (out.frames.size() >= max_frames) {
+            out.stopped_early = fmt::format("stopped at {} frames (--max-frames)", max_frames);
+            break;
+        }
+        // The frame after a signal trampoline was interrupted, not calling.
+        bool signal_frame = unw_is_signal_frame(&cursor) > 0;
+        int rc = unw_step(&cursor);
+        if (rc == 0) break;  // outermost frame
+        if (rc < 0) {
+            out.stopped_early = impl_->hit_copy_end
+                                    ? "stack deeper than the copied part"
+                                    : fmt::format("no unwind information past this frame ({})",
+                                                  unw_strerror(rc));
+            break;
+        }
+        activation = signal_frame;
+    }
+    return out;
+}
+
+}  // namespace sw::unwind
