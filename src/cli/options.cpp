@@ -67,8 +67,9 @@ ParseResult parse_command_line(const std::vector<std::string>& args) {
         ->required()
         ->check(CLI::PositiveNumber);
     at->add_option("-t,--threshold", threshold,
-                   "How long a running worker may go without progress before it is reported")
-        ->check(DurationValidator(false))
+                   "How long a running worker may go without progress before it is reported "
+                   "(0: any running worker whose progress did not move between two reads)")
+        ->check(DurationValidator(true))
         ->capture_default_str();
     at->add_option("-i,--interval", interval, "How often the progress table is read")
         ->check(DurationValidator(false))

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <mutex>
 
@@ -24,6 +25,14 @@ using Clock = std::chrono::steady_clock;
 
 // Red zone below the stack pointer that leaf functions may use (x86-64 ABI).
 constexpr std::uint64_t red_zone = 128;
+
+// Test-only: hold every stop this long (µs) so that tests can look at the
+// target while one of its threads is stopped, or kill us in the window.
+// Read once; documented in docs/capture.md, not in --help.
+const long test_hold_us = [] {
+    const char* v = std::getenv("STALLWATCH_TEST_HOLD_STOP_US");
+    return v ? std::max(0L, std::strtol(v, nullptr, 10)) : 0L;
+}();
 
 std::mutex lingering_mutex;
 std::vector<pid_t> lingering;  // seized, not yet stopped, so not yet detached
@@ -172,6 +181,11 @@ Result<CaptureOutcome> capture_thread(pid_t pid, pid_t tid, const std::vector<Ma
                           fmt::format("reading the registers of thread {}: {}", tid, std::strerror(e)), e);
     }
     copy_stack(pid, out.capture.regs, maps, opt.max_stack_bytes, out.capture.stack);
+    if (test_hold_us > 0) {
+        timespec ts{test_hold_us / 1'000'000, test_hold_us % 1'000'000 * 1000};
+        while (::nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+        }
+    }
     if (still_stalled && !still_stalled()) out.dropped = true;
     out.capture.forwarded_signal = guard.forwarded_signal();
     guard.release();
