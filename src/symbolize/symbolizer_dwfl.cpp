@@ -138,8 +138,15 @@ std::vector<Frame> Symbolizer::Impl::lookup(std::uint64_t addr) {
 
     Dwarf_Addr bias = 0;
     Dwarf_Die* cudie = dwfl_module_addrdie(mod, addr, &bias);
+    // dwarf_getscopes finds the innermost scope of the address; its concrete
+    // parents (inlined callers up to the real function) come from
+    // dwarf_getscopes_die, which does not wander into abstract origins.
+    Dwarf_Die* innermost = nullptr;
     Dwarf_Die* scopes = nullptr;
-    int nscopes = cudie ? dwarf_getscopes(cudie, addr - bias, &scopes) : 0;
+    int nscopes = 0;
+    if (cudie && dwarf_getscopes(cudie, addr - bias, &innermost) > 0)
+        nscopes = dwarf_getscopes_die(&innermost[0], &scopes);
+    std::free(innermost);
     if (nscopes > 0) {
         Dwarf_Files* files = nullptr;
         std::size_t nfiles = 0;
