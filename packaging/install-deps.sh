@@ -9,7 +9,7 @@ PACKAGES="
   build-essential cmake pkg-config
   libunwind-dev libdw-dev elfutils
   libcli11-dev libfmt-dev doctest-dev libbenchmark-dev nlohmann-json3-dev
-  binutils python3 python3-jsonschema
+  binutils clang python3 python3-jsonschema
 "
 # Only touch apt when something is missing: a warm machine sets up in a second.
 missing=""
