@@ -146,6 +146,12 @@ int run_attach(const AttachOptions& opt, std::ostream& out, std::ostream& err) {
                 detector.withdraw(e.episode);
                 continue;
             }
+            if (r->thread_exited) {  // skipped, not fatal
+                fmt::print(err, "stallwatch: worker \"{}\" (tid {}) exited before it could be sampled\n",
+                           printable(e.worker.name), e.worker.tid);
+                detector.withdraw(e.episode);
+                continue;
+            }
             report::write_text(*sink, *r);
             if (!*sink) {
                 fmt::print(err, "stallwatch: cannot write the report: {}\n", std::strerror(errno));

@@ -53,6 +53,7 @@ std::optional<report::StallReport> Sampler::sample(const detect::Event& event,
     auto got = proc::capture_thread(target_.pid, tid, *maps, opt_.capture, still_stalled);
     if (!got) {
         r.capture_error = got.error().message;
+        r.thread_exited = got.error().code == Errc::no_such_process;
         return r;
     }
     if (got->dropped) return std::nullopt;

@@ -33,6 +33,7 @@ struct StallReport {
     std::string stopped_early;    // why the stack ends early, "" if complete
     std::chrono::nanoseconds stop_window{};  // how long the thread was stopped
     std::string capture_error;    // set when no stack could be taken
+    bool thread_exited = false;   // ... because the thread is gone
 };
 
 // A frame in the application's own code (not libc, the C++ runtime, the
