@@ -2,7 +2,10 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <csignal>
 #include <cerrno>
+#include <filesystem>
+#include <unistd.h>
 #include <set>
 
 #include "proc/table_file.hpp"
@@ -164,4 +167,25 @@ TEST_CASE("status errors: one line and a documented exit code") {
         CHECK(r.exit_code == 0);
         CHECK(r.out.find("status") != std::string::npos);
     }
+}
+
+TEST_CASE("the table is an anonymous memfd: nothing is left in /dev/shm, even after SIGKILL") {
+    auto list_shm = [] {
+        std::set<std::string> names;
+        for (const auto& e : std::filesystem::directory_iterator("/dev/shm"))
+            names.insert(e.path().filename().string());
+        return names;
+    };
+    auto before = list_shm();
+    {
+        Fixture fx({"--running", "2"});
+        auto f = TableFile::open(fx.child.pid());
+        REQUIRE(f.ok());
+        char link[256] = {};
+        auto path = "/proc/" + std::to_string(fx.child.pid()) + "/fd/" + std::to_string(f->fd_number());
+        REQUIRE(::readlink(path.c_str(), link, sizeof link - 1) > 0);
+        CHECK(std::string(link) == "/memfd:stallwatch (deleted)");
+        ::kill(fx.child.pid(), SIGKILL);
+    }  // the guard reaps it
+    CHECK(list_shm() == before);
 }
