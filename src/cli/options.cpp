@@ -29,6 +29,12 @@ struct DurationValidator : CLI::Validator {
     }
 };
 
+report::Format parse_format(const std::string& name) {
+    if (name == "json") return report::Format::json;
+    if (name == "folded") return report::Format::folded;
+    return report::Format::text;
+}
+
 }  // namespace
 
 std::string version_text() {
@@ -80,6 +86,16 @@ ParseResult parse_command_line(const std::vector<std::string>& args) {
         ->capture_default_str();
     at->add_option("-o,--output", attach.output,
                    "Append reports to FILE instead of standard output");
+    std::string format = "text";
+    at->add_option("-f,--format", format,
+                   "text (for people), json (JSON Lines, one event per line, for log pipelines) or "
+                   "folded (one 'frame;frame;... count' line per distinct stack, at the end, for "
+                   "flame graphs)")
+        ->check(CLI::IsMember({"text", "json", "folded"}))
+        ->capture_default_str();
+    at->add_flag("--full", attach.full,
+                 "Text: show every frame; by default runs of C library and runtime frames are "
+                 "folded into one line");
     at->add_flag("--debuginfod", attach.debuginfod,
                  "Fetch missing debug info with debuginfod (uses the network; off by default)");
 
@@ -101,6 +117,7 @@ ParseResult parse_command_line(const std::vector<std::string>& args) {
     if (at->parsed()) {
         attach.threshold = *parse_duration(threshold);
         attach.interval = *parse_duration(interval);
+        attach.format = parse_format(format);
         return Options{attach};
     }
     return EarlyExit{exit_code::usage, {}, "stallwatch: no command given (see 'stallwatch --help')\n"};

@@ -5,9 +5,12 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <cstddef>
 #include <string>
 #include <variant>
 #include <vector>
+
+#include "report/writer.hpp"
 
 namespace sw::cli {
 
@@ -23,6 +26,8 @@ struct AttachOptions {
     std::size_t max_frames = 64;
     std::string output;  // "" for standard output
     bool debuginfod = false;
+    report::Format format = report::Format::text;
+    bool full = false;   // text: every frame, runtime frames not folded
 };
 
 using Command = std::variant<StatusOptions, AttachOptions>;

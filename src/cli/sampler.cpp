@@ -9,17 +9,9 @@
 #include "proc/maps.hpp"
 #include "proc/process.hpp"
 #include "proc/thread_info.hpp"
+#include "report/writer.hpp"
 
 namespace sw::cli {
-namespace {
-
-std::uint64_t unix_now_ns() {
-    return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                          std::chrono::system_clock::now().time_since_epoch())
-                                          .count());
-}
-
-}  // namespace
 
 report::Target describe_target(pid_t pid, std::string app_name) {
     report::Target t;
@@ -43,7 +35,7 @@ std::optional<report::StallReport> Sampler::sample(const detect::Event& event,
     pid_t tid = event.worker.tid;
     // Before the stop: a sleeping thread reports restart_syscall once stopped.
     r.thread = proc::read_thread_state(target_.pid, tid);
-    r.unix_ns = unix_now_ns();
+    r.unix_ns = report::unix_now_ns();
 
     auto maps = proc::read_maps(target_.pid);
     if (!maps) {

@@ -1,37 +1,50 @@
 #include "report/report.hpp"
 
-#include <initializer_list>
-#include <string_view>
+#include "report/classify.hpp"
 
 namespace sw::report {
 
-namespace {
-bool under(std::string_view path, std::initializer_list<std::string_view> dirs) {
-    for (auto d : dirs)
-        if (path.substr(0, d.size()) == d) return true;
-    return false;
-}
-}  // namespace
-
 bool is_application_frame(const symbolize::Frame& f, const std::string& executable) {
-    if (f.module.empty()) return false;
-    // Code inlined from system headers (std::this_thread::sleep_for ...) is
-    // the runtime's, even inside the application's binary.
-    if (f.location && under(f.location->file, {"/usr/include/", "/usr/lib/gcc/", "/usr/lib/llvm"}))
-        return false;
-    if (!executable.empty() && f.module == executable) return true;
-    std::string_view m(f.module);
-    if (under(m, {"/lib/", "/lib64/", "/usr/lib/", "/usr/lib64/", "/usr/libexec/"})) return false;
-    auto slash = m.rfind('/');
-    std::string_view base = slash == std::string_view::npos ? m : m.substr(slash + 1);
-    if (base.substr(0, 14) == "libstallwatch.") return false;
-    return true;
+    return classify(f, executable) == FrameClass::application;
 }
 
 std::optional<std::size_t> first_application_frame(const StallReport& r) {
     for (std::size_t i = 0; i < r.frames.size(); ++i)
         if (is_application_frame(r.frames[i], r.target.executable)) return i;
     return std::nullopt;
+}
+
+std::string_view canonical_function(std::string_view name) {
+    // glibc's debug info names internal aliases (__GI___clock_nanosleep)
+    // where its symbol table says clock_nanosleep: the same function, so the
+    // same fingerprint with or without libc6-dbg installed.
+    if (name.substr(0, 5) == "__GI_") name.remove_prefix(5);
+    while (!name.empty() && name.front() == '_' && name.substr(0, 2) != "_Z") name.remove_prefix(1);
+    return name;
+}
+
+std::string stack_fingerprint(const std::vector<symbolize::Frame>& frames) {
+    // FNV-1a over module file name and function of every frame: no address,
+    // no path, so ASLR, install prefixes and rebuilds with the same code
+    // leave it unchanged.
+    std::uint64_t h = 0xcbf29ce484222325ull;
+    auto mix = [&](std::string_view s) {
+        for (unsigned char c : s) {
+            h ^= c;
+            h *= 0x100000001b3ull;
+        }
+        h ^= 0xff;  // separator that no name contains
+        h *= 0x100000001b3ull;
+    };
+    for (const auto& f : frames) {
+        mix(basename_of(f.module));
+        mix(f.function.empty() ? std::string_view("??") : canonical_function(f.function));
+    }
+    char out[17];
+    static constexpr char hex[] = "0123456789abcdef";
+    for (int i = 15; i >= 0; --i, h >>= 4) out[i] = hex[h & 0xf];
+    out[16] = '\0';
+    return out;
 }
 
 }  // namespace sw::report

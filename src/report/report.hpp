@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "detect/detector.hpp"
@@ -36,11 +37,18 @@ struct StallReport {
     bool thread_exited = false;   // ... because the thread is gone
 };
 
-// A frame in the application's own code (not libc, the C++ runtime, the
-// dynamic loader or the stallwatch shim).
+// A frame in the application's own code (see classify.hpp).
 bool is_application_frame(const symbolize::Frame& f, const std::string& executable);
 
 // Index of the first application frame, if any.
 std::optional<std::size_t> first_application_frame(const StallReport& r);
+
+// The name a function goes by for the fingerprint: glibc's internal
+// aliases and leading underscores removed.
+std::string_view canonical_function(std::string_view name);
+
+// A stable identity of a stack: 16 hex digits from the module file name and
+// function of each frame, the same across ASLR, restarts and hosts.
+std::string stack_fingerprint(const std::vector<symbolize::Frame>& frames);
 
 }  // namespace sw::report

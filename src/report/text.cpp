@@ -1,86 +1,125 @@
-#include "report/text.hpp"
-
 #include <fmt/format.h>
 #include <fmt/ostream.h>
 
+#include <set>
+
 #include "common/duration.hpp"
 #include "common/text.hpp"
+#include "report/classify.hpp"
+#include "report/writer.hpp"
 
 namespace sw::report {
 namespace {
-
-std::string basename_of(const std::string& path) {
-    auto slash = path.rfind('/');
-    return slash == std::string::npos ? path : path.substr(slash + 1);
-}
 
 std::string worker_label(const table::Worker& w) {
     return fmt::format("worker \"{}\" (tid {}, slot {})", printable(w.name), w.tid, w.slot);
 }
 
-}  // namespace
-
-void write_text(std::ostream& out, const StallReport& r) {
-    const auto& e = r.event;
-    std::string what = e.kind == detect::EventKind::stall
-                           ? fmt::format("STALL #{}", e.episode)
-                           : fmt::format("STALL #{} still going (report {})", e.episode, e.report);
-    fmt::print(out, "{} {}: {} of pid {} ({}) has made no progress for {} (progress {})\n",
-               rfc3339(r.unix_ns), what, worker_label(e.worker), r.target.pid,
-               printable(r.target.process_name), format_duration(e.stalled_for), e.worker.progress);
-    if (e.suppressed > 0)
-        fmt::print(out, "  ({} earlier report(s) suppressed by the rate limit)\n", e.suppressed);
-
-    std::string kernel = fmt::format("state {} ({})", r.thread.state, proc::state_name(r.thread.state));
-    if (r.thread.syscall_nr >= 0) kernel += ", in " + proc::syscall_name(r.thread.syscall_nr);
-    if (!r.thread.wchan.empty()) kernel += ", waiting in " + printable(r.thread.wchan);
-    if (!r.capture_error.empty()) {
-        fmt::print(out, "  thread: {}\n  no stack: {}\n\n", kernel, r.capture_error);
-        out.flush();
-        return;
-    }
-    fmt::print(out, "  thread: {}; stopped {} to sample\n", kernel, format_duration(r.stop_window));
-
-    auto app = first_application_frame(r);
-    std::size_t number = 0;
-    for (std::size_t i = 0; i < r.frames.size(); ++i) {
-        const auto& f = r.frames[i];
-        std::string name = f.function.empty() ? "??" : printable(f.function);
-        std::string where;
-        if (f.location) {
-            where = fmt::format(" at {}:{}", printable(f.location->file), f.location->line);
-            if (f.location->column > 0) where += fmt::format(":{}", f.location->column);
-        }
-        std::string module = f.module.empty()
-                                 ? "unmapped"
-                                 : fmt::format("{}+{:#x}", printable(basename_of(f.module)), f.module_offset);
-        const char* mark = app && *app == i ? ">" : " ";
-        if (f.inlined)
-            fmt::print(out, "  {}#{:<3} {:18} {} (inlined){} [{}]\n", mark, number, "", name, where, module);
-        else
-            fmt::print(out, "  {}#{:<3} {:#018x} {}{} [{}]\n", mark, number, f.pc, name, where, module);
-        ++number;
-    }
-    if (r.frames.empty()) fmt::print(out, "  (no frames)\n");
-    if (!r.stopped_early.empty()) fmt::print(out, "  ... {}\n", r.stopped_early);
-    if (app) fmt::print(out, "  > first frame in the application\n");
-    fmt::print(out, "\n");
-    out.flush();
+std::string function_of(const symbolize::Frame& f) {
+    return f.function.empty() ? "??" : printable(f.function);
 }
 
-void write_text_event(std::ostream& out, const Target& t, const detect::Event& e) {
-    using K = detect::EventKind;
-    std::string now = rfc3339(static_cast<std::uint64_t>(
-        std::chrono::duration_cast<std::chrono::nanoseconds>(
-            std::chrono::system_clock::now().time_since_epoch())
-            .count()));
-    if (e.kind == K::recovered)
-        fmt::print(out, "{} RECOVERED #{}: {} of pid {} made progress again after {}\n\n", now,
-                   e.episode, worker_label(e.worker), t.pid, format_duration(e.stalled_for));
-    else if (e.kind == K::ended)
-        fmt::print(out, "{} ENDED #{}: {} of pid {} went away after {} without progress\n\n", now,
-                   e.episode, worker_label(e.worker), t.pid, format_duration(e.stalled_for));
-    out.flush();
+std::string module_of(const symbolize::Frame& f) {
+    return f.module.empty() ? "unmapped"
+                            : fmt::format("{}+{:#x}", printable(basename_of(f.module)), f.module_offset);
+}
+
+void frame_line(std::ostream& out, const symbolize::Frame& f, std::size_t number, bool marked) {
+    std::string where;
+    if (f.location) {
+        where = fmt::format(" at {}:{}", printable(f.location->file), f.location->line);
+        if (f.location->column > 0) where += fmt::format(":{}", f.location->column);
+    }
+    const char* mark = marked ? ">" : " ";
+    if (f.inlined)
+        fmt::print(out, "  {}#{:<3} {:18} {} (inlined){} [{}]\n", mark, number, "", function_of(f), where,
+                   module_of(f));
+    else
+        fmt::print(out, "  {}#{:<3} {:#018x} {}{} [{}]\n", mark, number, f.pc, function_of(f), where,
+                   module_of(f));
+}
+
+// A run of runtime frames [first, last] as one line: their functions, innermost first.
+void folded_line(std::ostream& out, const std::vector<symbolize::Frame>& frames, std::size_t first,
+                 std::size_t last) {
+    std::string names;
+    std::set<std::string> modules;
+    for (std::size_t i = first; i <= last; ++i) {
+        if (!names.empty()) names += " < ";
+        names += function_of(frames[i]);
+        if (!frames[i].module.empty()) modules.insert(printable(basename_of(frames[i].module)));
+    }
+    std::string mods;
+    for (const auto& m : modules) mods += (mods.empty() ? "" : ", ") + m;
+    fmt::print(out, "   #{}-{} {} [{} runtime frames: {}]\n", first, last, names, last - first + 1, mods);
+}
+
+class TextWriter final : public Writer {
+public:
+    TextWriter(std::ostream& out, WriterOptions opt) : Writer(out), opt_(opt) {}
+
+    void stall(const StallReport& r) override {
+        const auto& e = r.event;
+        std::string what = e.kind == detect::EventKind::stall
+                               ? fmt::format("STALL #{}", e.episode)
+                               : fmt::format("STALL #{} still going (report {})", e.episode, e.report);
+        fmt::print(out_, "{} {}: {} of pid {} ({}) has made no progress for {} (progress {})\n",
+                   rfc3339(r.unix_ns), what, worker_label(e.worker), r.target.pid,
+                   printable(r.target.process_name), format_duration(e.stalled_for), e.worker.progress);
+        if (e.suppressed > 0)
+            fmt::print(out_, "  ({} earlier report(s) suppressed by the rate limit)\n", e.suppressed);
+
+        std::string kernel = fmt::format("state {} ({})", r.thread.state, proc::state_name(r.thread.state));
+        if (r.thread.syscall_nr >= 0) kernel += ", in " + proc::syscall_name(r.thread.syscall_nr);
+        if (!r.thread.wchan.empty()) kernel += ", waiting in " + printable(r.thread.wchan);
+        if (!r.capture_error.empty()) {
+            fmt::print(out_, "  thread: {}\n  no stack: {}\n\n", kernel, printable(r.capture_error));
+            out_.flush();
+            return;
+        }
+        fmt::print(out_, "  thread: {}; stopped {} to sample\n", kernel, format_duration(r.stop_window));
+
+        auto app = first_application_frame(r);
+        const auto& fr = r.frames;
+        for (std::size_t i = 0; i < fr.size();) {
+            bool runtime = !is_application_frame(fr[i], r.target.executable);
+            std::size_t j = i;
+            while (runtime && j + 1 < fr.size() && !is_application_frame(fr[j + 1], r.target.executable)) ++j;
+            if (!opt_.full && runtime && j > i) {
+                folded_line(out_, fr, i, j);
+                i = j + 1;
+                continue;
+            }
+            frame_line(out_, fr[i], i, app && *app == i);
+            ++i;
+        }
+        if (fr.empty()) fmt::print(out_, "  (no frames)\n");
+        if (!r.stopped_early.empty()) fmt::print(out_, "  ... {}\n", r.stopped_early);
+        if (app) fmt::print(out_, "  > first frame in the application\n");
+        fmt::print(out_, "\n");
+        out_.flush();
+    }
+
+    void event(const Target& t, const detect::Event& e) override {
+        using K = detect::EventKind;
+        if (e.kind == K::recovered)
+            fmt::print(out_, "{} RECOVERED #{}: {} of pid {} made progress again after {}\n\n", now_rfc3339(),
+                       e.episode, worker_label(e.worker), t.pid, format_duration(e.stalled_for));
+        else if (e.kind == K::ended)
+            fmt::print(out_, "{} ENDED #{}: {} of pid {} went away after {} without progress\n\n",
+                       now_rfc3339(), e.episode, worker_label(e.worker), t.pid,
+                       format_duration(e.stalled_for));
+        out_.flush();
+    }
+
+private:
+    WriterOptions opt_;
+};
+
+}  // namespace
+
+std::unique_ptr<Writer> make_text_writer(std::ostream& out, WriterOptions opt) {
+    return std::make_unique<TextWriter>(out, opt);
 }
 
 }  // namespace sw::report

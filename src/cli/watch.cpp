@@ -1,0 +1,186 @@
+#include "cli/watch.hpp"
+
+#include <poll.h>
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+#include <fmt/ostream.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "common/duration.hpp"
+#include "common/text.hpp"
+#include "common/unique_fd.hpp"
+#include "proc/capture.hpp"
+#include "proc/table_file.hpp"
+#include "proc/thread_info.hpp"
+
+namespace sw::cli {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// The signals we handle arrive as data on a signalfd: the loop finishes what
+// it is doing (never in the middle of a stop) and then acts on them.
+class SignalQueue {
+public:
+    explicit SignalQueue(const std::vector<int>& signals) {
+        sigemptyset(&set_);
+        for (int s : signals) sigaddset(&set_, s);
+        ::sigprocmask(SIG_BLOCK, &set_, &old_);
+        fd_.reset(::signalfd(-1, &set_, SFD_CLOEXEC | SFD_NONBLOCK));
+    }
+    ~SignalQueue() {
+        // Drop what is still queued so that unblocking does not deliver it.
+        while (next() != 0) {
+        }
+        ::sigprocmask(SIG_SETMASK, &old_, nullptr);
+    }
+    int fd() const { return fd_.get(); }
+    int next() {
+        signalfd_siginfo info{};
+        if (::read(fd_.get(), &info, sizeof info) != sizeof info) return 0;
+        return static_cast<int>(info.ssi_signo);
+    }
+
+private:
+    sigset_t set_{}, old_{};
+    UniqueFd fd_;
+};
+
+// Becomes readable when the process exits (Linux 5.3+); invalid if unavailable.
+UniqueFd open_pidfd(pid_t pid) {
+#ifdef SYS_pidfd_open
+    return UniqueFd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+#else
+    (void)pid;
+    return UniqueFd();
+#endif
+}
+
+bool process_gone(pid_t pid) {
+    if (::kill(pid, 0) != 0 && errno == ESRCH) return true;
+    // A zombie (exited, not yet reaped by its parent) is gone for us too.
+    auto st = proc::read_thread_state(pid, pid);
+    return st.state == 'Z' || st.state == 'X';
+}
+
+}  // namespace
+
+WatchResult watch(pid_t pid, const WatchOptions& opt, report::Writer& writer, std::ostream& err,
+                  const std::vector<int>& signals, const SignalHandler& on_signal) {
+    WatchResult result;
+    SignalQueue sigq(signals);
+    UniqueFd pidfd = open_pidfd(pid);
+
+    std::optional<proc::TableFile> table;
+    std::optional<Sampler> sampler;
+    report::Target target = describe_target(pid, {});
+    detect::Config cfg;
+    cfg.threshold = opt.threshold;
+    cfg.interval = opt.interval;
+    detect::Detector detector(cfg);
+    auto frozen = [&](pid_t tid) { return proc::thread_frozen(pid, tid); };
+    auto fail = [&](Error e) {
+        writer.error(target, e.message);
+        result.end = WatchEnd::failed;
+        result.error = std::move(e);
+        return result;
+    };
+
+    // Opens the table (now, or when it appears under `run`) and says so.
+    auto connect = [&]() -> std::optional<Error> {
+        auto t = proc::TableFile::open(pid);
+        if (!t) return std::move(t).error();
+        auto snap = t->read();
+        if (!snap && snap.error().code != Errc::table_not_ready) return std::move(snap).error();
+        target = describe_target(pid, snap ? snap->header.app_name : std::string{});
+        table.emplace(std::move(*t));
+        sampler.emplace(target, opt.sampler);
+        std::size_t workers = snap ? snap->workers.size() : 0;
+        fmt::print(err, "stallwatch: watching pid {} ({}), {} worker(s); threshold {}, interval {}\n", pid,
+                   printable(target.process_name), workers, format_duration(opt.threshold),
+                   format_duration(opt.interval));
+        writer.attached(target, report::WatchInfo{workers, opt.threshold, opt.interval});
+        return std::nullopt;
+    };
+    if (!opt.wait_for_table)
+        if (auto e = connect()) return fail(*e);
+
+    auto next = Clock::now();
+    for (;;) {
+        next += opt.interval;
+        auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next - Clock::now());
+        if (wait.count() < 0) {  // we fell behind: do not try to catch up in a burst
+            next = Clock::now();
+            wait = std::chrono::milliseconds(0);
+        }
+        pollfd fds[2] = {{sigq.fd(), POLLIN, 0}, {pidfd.get(), POLLIN, 0}};
+        int n = ::poll(fds, pidfd.valid() ? 2 : 1, static_cast<int>(wait.count()));
+        if (n < 0 && errno != EINTR)
+            return fail(make_error(Errc::io, fmt::format("poll: {}", std::strerror(errno)), errno));
+        if (n > 0 && (fds[0].revents & POLLIN)) {
+            bool stop = false;
+            for (int sig; (sig = sigq.next()) != 0;)
+                if (on_signal(sig)) {
+                    stop = true;
+                    result.signal = sig;
+                }
+            if (stop) {
+                result.end = WatchEnd::signal;
+                writer.detached(target, "signal", result.reports);
+                return result;
+            }
+        }
+        if ((n > 0 && pidfd.valid() && (fds[1].revents & POLLIN)) || (!pidfd.valid() && process_gone(pid))) {
+            result.end = WatchEnd::target_exited;
+            writer.detached(target, "target_exited", result.reports);
+            return result;
+        }
+        proc::release_lingering();
+
+        if (!table) {
+            auto e = connect();
+            if (e && e->code != Errc::no_table && e->code != Errc::table_not_ready) return fail(*e);
+            if (!table) continue;
+        }
+        auto snap = table->read();
+        if (!snap) {
+            if (snap.error().code == Errc::table_not_ready) continue;
+            return fail(std::move(snap).error());
+        }
+        for (const auto& e : detector.observe(*snap, Clock::now(), frozen)) {
+            if (e.kind == detect::EventKind::recovered || e.kind == detect::EventKind::ended) {
+                writer.event(target, e);
+                continue;
+            }
+            auto still = [&] { return table->read_progress(e.worker.slot, e.worker.generation) == e.worker.progress; };
+            auto r = sampler->sample(e, still);
+            if (!r) {  // it moved while we looked: not a stall after all
+                detector.withdraw(e.episode);
+                continue;
+            }
+            if (r->thread_exited) {  // skipped, not fatal
+                fmt::print(err, "stallwatch: worker \"{}\" (tid {}) exited before it could be sampled\n",
+                           printable(e.worker.name), e.worker.tid);
+                detector.withdraw(e.episode);
+                continue;
+            }
+            writer.stall(*r);
+            if (!writer.good())
+                return fail(make_error(Errc::io, fmt::format("cannot write the report: {}", std::strerror(errno)), errno));
+            ++result.reports;
+            if (opt.once) {
+                result.end = WatchEnd::once;
+                writer.detached(target, "once", result.reports);
+                return result;
+            }
+        }
+    }
+}
+
+}  // namespace sw::cli

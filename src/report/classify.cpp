@@ -1,0 +1,74 @@
+#include "report/classify.hpp"
+
+#include <initializer_list>
+
+namespace sw::report {
+namespace {
+
+bool starts_with_any(std::string_view s, std::initializer_list<std::string_view> prefixes) {
+    for (auto p : prefixes)
+        if (s.substr(0, p.size()) == p) return true;
+    return false;
+}
+
+FrameClass by_module(std::string_view base) {
+    if (starts_with_any(base, {"libc.so", "libc-", "libm.so", "libpthread", "ld-linux", "ld64.so",
+                               "libdl.so", "librt.so", "libresolv"}))
+        return FrameClass::libc;
+    if (starts_with_any(base, {"libstdc++", "libc++", "libgcc_s", "libsupc++"}))
+        return FrameClass::cxx_runtime;
+    if (starts_with_any(base, {"libstallwatch.", "libuv.", "libevent", "libev.", "libboost_",
+                               "libglib-", "libgio-", "libtbb", "libfolly", "libjemalloc",
+                               "libtcmalloc", "libpython", "libruby", "libjvm", "libnode"}))
+        return FrameClass::runtime;
+    return FrameClass::application;
+}
+
+FrameClass by_function(std::string_view fn) {
+    if (starts_with_any(fn, {"std::", "void std::", "__gnu_cxx::", "__cxxabiv1::", "execute_native_thread_routine"}))
+        return FrameClass::cxx_runtime;
+    if (starts_with_any(fn, {"boost::asio::detail::", "boost::context::", "uv_run", "uv__",
+                             "event_base_loop", "g_main_loop", "g_main_context", "tokio::runtime::",
+                             "folly::EventBase"}))
+        return FrameClass::runtime;
+    return FrameClass::application;
+}
+
+}  // namespace
+
+std::string_view basename_of(std::string_view path) {
+    auto slash = path.rfind('/');
+    return slash == std::string_view::npos ? path : path.substr(slash + 1);
+}
+
+std::string_view to_string(FrameClass c) {
+    switch (c) {
+    case FrameClass::application: return "application";
+    case FrameClass::libc: return "libc";
+    case FrameClass::cxx_runtime: return "cxx_runtime";
+    case FrameClass::runtime: return "runtime";
+    case FrameClass::unknown: return "unknown";
+    }
+    return "unknown";
+}
+
+FrameClass classify(const symbolize::Frame& f, const std::string& executable) {
+    if (f.module.empty()) return FrameClass::unknown;
+    // Code inlined from system headers is the runtime's, even inside the
+    // application's binary.
+    if (f.location) {
+        std::string_view file = f.location->file;
+        if (starts_with_any(file, {"/usr/include/c++/", "/usr/lib/gcc/", "/usr/lib/llvm"}))
+            return FrameClass::cxx_runtime;
+        if (starts_with_any(file, {"/usr/include/"})) return FrameClass::runtime;
+    }
+    if (auto c = by_function(f.function); c != FrameClass::application) return c;
+    if (!executable.empty() && f.module == executable) return FrameClass::application;
+    if (auto c = by_module(basename_of(f.module)); c != FrameClass::application) return c;
+    // Other system libraries are plumbing too; anything else is the app's.
+    if (starts_with_any(f.module, {"/lib/", "/lib64/", "/usr/lib/", "/usr/lib64/", "/usr/libexec/"}))
+        return FrameClass::runtime;
+    return FrameClass::application;
+}
+
+}  // namespace sw::report

@@ -1,0 +1,60 @@
+// Report writers: one interface, one implementation per format (text for
+// people, JSON Lines for log pipelines, folded stacks for flame graphs), all
+// writing to a std::ostream and flushing after each event.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <ostream>
+#include <string>
+#include <string_view>
+
+#include "report/report.hpp"
+
+namespace sw::report {
+
+enum class Format { text, json, folded };
+
+struct WriterOptions {
+    bool full = false;  // text: show every frame, do not fold runtime frames
+};
+
+// What `attached` says about the watch that begins.
+struct WatchInfo {
+    std::size_t workers = 0;
+    std::chrono::nanoseconds threshold{};
+    std::chrono::nanoseconds interval{};
+};
+
+class Writer {
+public:
+    explicit Writer(std::ostream& out) : out_(out) {}
+    virtual ~Writer() = default;
+    // False once a write failed (disk full, closed pipe).
+    bool good() const { return static_cast<bool>(out_); }
+
+    // Lifecycle: text writers leave these to the status lines on stderr.
+    virtual void attached(const Target&, const WatchInfo&) {}
+    virtual void detached(const Target&, std::string_view /*reason*/, std::uint64_t /*reports*/) {}
+    virtual void error(const Target&, std::string_view /*message*/) {}
+    // A stall or stall_update report with its stack.
+    virtual void stall(const StallReport& r) = 0;
+    // recovered and ended events.
+    virtual void event(const Target& t, const detect::Event& e) = 0;
+    // End of output (folded stacks are written here).
+    virtual void finish() {}
+
+protected:
+    std::ostream& out_;
+};
+
+std::unique_ptr<Writer> make_writer(Format f, std::ostream& out, WriterOptions opt = {});
+
+// "text", "json", "folded".
+std::string_view to_string(Format f);
+
+// RFC 3339 timestamp of the system clock now.
+std::string now_rfc3339();
+std::uint64_t unix_now_ns();
+
+}  // namespace sw::report

@@ -1,0 +1,643 @@
+// `stallwatch attach` against the stall fixtures: the stack of the blocked
+// worker down to its entry point in every build, only that thread stopped,
+// every thread released on every way stallwatch ends, and the errors.
+#include <doctest/doctest.h>
+
+#include <signal.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <sstream>
+
+#include "proc/table_file.hpp"
+#include "support/child.hpp"
+#include "support/markers.hpp"
+#include "support/process.hpp"
+#include "support/text_report.hpp"
+#include "support/threads.hpp"
+
+using namespace sw::test;
+using sw::proc::TableFile;
+
+namespace {
+
+constexpr auto npos = TextReport::npos;
+const std::vector<std::string> builds = {"sw_fixture_stall", "sw_fixture_stall_nopie",
+                                         "sw_fixture_stall_nofp"};
+
+// One blocking mode of fixtures/stall.c: the function that blocks and the
+// markers of its blocking line and of the line in block_now that calls it.
+struct Mode {
+    const char* name;
+    const char* function;
+    const char* marker;
+    const char* caller_marker;
+    // Lines after the marker that still belong to the blocking statement: the
+    // spin loop's pc may be on the `while` line (the marker) or in its body.
+    int extra_lines;
+};
+const Mode sleep_mode{"sleep", "sleep_in_handler", "sleep", "block_sleep", 0};
+const Mode mutex_mode{"mutex", "wait_for_lock", "mutex", "block_mutex", 0};
+const Mode spin_mode{"spin", "spin_in_handler", "spin", "block_spin", 2};
+const Mode pipe_mode{"pipe", "read_from_pipe", "pipe", "block_pipe", 0};
+
+// A running stall fixture, ready (all workers registered).
+struct StallFixture {
+    Child child;
+    pid_t pid = -1;
+
+    StallFixture(const std::string& binary, std::vector<std::string> args,
+                 const std::map<std::string, std::string>& env = {})
+        : child(with_binary(binary, std::move(args)), env) {
+        auto line = child.read_line();
+        REQUIRE_MESSAGE(line.has_value(), binary << " did not say ready");
+        auto p = field(*line, "pid");
+        REQUIRE_MESSAGE(p.has_value(), "no pid in: " << *line);
+        pid = static_cast<pid_t>(*p);
+        REQUIRE(pid == child.pid());
+    }
+    static std::vector<std::string> with_binary(const std::string& binary, std::vector<std::string> args) {
+        args.insert(args.begin(), fixture(binary));
+        return args;
+    }
+
+    std::vector<sw::table::Worker> workers() const {
+        auto f = TableFile::open(pid);
+        REQUIRE_MESSAGE(f.ok(), (f.ok() ? "" : f.error().message));
+        auto s = f->read();
+        REQUIRE_MESSAGE(s.ok(), (s.ok() ? "" : s.error().message));
+        return s->workers;
+    }
+    sw::table::Worker worker(const std::string& name) const {
+        for (const auto& w : workers())
+            if (w.name == name) return w;
+        FAIL("no worker named " << name << " in the table of pid " << pid);
+        return {};
+    }
+
+    // The victim's "victim: done mode=M eintr=E short=S elapsed_ms=T" line.
+    std::string wait_done(std::chrono::milliseconds timeout = 10s) {
+        for (;;) {
+            auto line = child.read_line(timeout);
+            REQUIRE_MESSAGE(line.has_value(), "the victim did not finish its stall in time");
+            if (line->rfind("victim: done", 0) == 0) return *line;
+        }
+    }
+};
+
+std::string pid_arg(pid_t pid) { return std::to_string(pid); }
+
+std::vector<std::string> attach_args(pid_t pid, std::vector<std::string> extra) {
+    std::vector<std::string> argv = {stallwatch_binary(), "attach", pid_arg(pid)};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    return argv;
+}
+
+std::size_t count_of(const std::string& text, const std::string& what) {
+    std::size_t n = 0;
+    for (auto pos = text.find(what); pos != std::string::npos; pos = text.find(what, pos + what.size())) ++n;
+    return n;
+}
+
+std::size_t lines_of(const std::string& text) { return count_of(text, "\n"); }
+
+// The victim blocked in `m` at recursion `depth`: the report shows the
+// blocking function at its marker line, then block_now, depth + 1 frames of
+// descend, handle_request and victim_main, each at the line of its call.
+void check_victim_chain(const TextReport& r, const Mode& m, int depth) {
+    INFO("report:\n" << r.text);
+    auto blocked = r.find(m.function);
+    REQUIRE_MESSAGE(blocked != npos, m.function << " is not in the report");
+    const auto& top = r.frames[blocked];
+    CHECK(top.basename() == "stall.c");
+    CHECK_FALSE(top.inlined);
+    int line = marker_line(m.marker);
+    INFO(m.function << " printed at line " << top.line << ", marker LINE:" << m.marker << " is line " << line);
+    CHECK(top.line >= line);
+    CHECK(top.line <= line + m.extra_lines);
+
+    struct Expect {
+        std::string function;
+        int line;
+    };
+    std::vector<Expect> chain = {{"block_now", marker_line(m.caller_marker)}};
+    for (int i = 0; i <= depth; ++i)
+        chain.push_back({"descend", marker_line("descend")});
+    chain.push_back({"handle_request", marker_line("handle_request")});
+    chain.push_back({"victim_main", marker_line("victim")});
+    for (std::size_t k = 0; k < chain.size(); ++k) {
+        std::size_t at = blocked + 1 + k;
+        INFO("expected frame " << at << ": " << chain[k].function << " at stall.c:" << chain[k].line);
+        REQUIRE(at < r.frames.size());
+        CHECK(r.frames[at].function == chain[k].function);
+        CHECK(r.frames[at].basename() == "stall.c");
+        CHECK(r.frames[at].line == chain[k].line);
+    }
+}
+
+// The known symbolizer bug (see "every inlined frame is followed by the
+// function it was inlined into"): a spinning victim caught inside the inlined
+// now_ms() loses its spin_in_handler frame.
+bool lost_frame_to_inline_bug(const std::vector<TextReport>& reports) {
+    if (reports.size() != 1) return false;
+    const auto& r = reports.front();
+    auto inl = r.find("now_ms");
+    return r.find("spin_in_handler") == npos && inl != npos && r.frames[inl].inlined;
+}
+
+void blocked_worker_case(const Mode& m) {
+    for (const auto& build : builds) {
+        SUBCASE(build.c_str()) {
+            INFO("mode " << m.name << ", build " << build);
+            StallFixture fx(build, {"--mode", m.name, "--stall-ms", "3000", "--depth", "2"});
+            auto victim = fx.worker("victim");
+            RunResult r;
+            std::vector<TextReport> reports;
+            for (int attempt = 1;; ++attempt) {
+                r = run(attach_args(fx.pid, {"--once", "--threshold", "100ms"}), 20s);
+                reports = parse_reports(r.out);
+                // Not a retry on failure in general: only the exact signature of
+                // the known inline bug, so that the rest stays checked every run.
+                // Remove when the symbolizer keeps the concrete frame.
+                if (attempt < 3 && lost_frame_to_inline_bug(reports)) {
+                    MESSAGE("known symbolizer bug (inlined frame without its function), sampling again");
+                    continue;
+                }
+                break;
+            }
+            INFO("stdout:\n" << r.out << "stderr:\n" << r.err);
+            CHECK_FALSE(r.timed_out);
+            CHECK(r.exit_code == 0);
+            CHECK(r.err.find("stallwatch: watching pid " + pid_arg(fx.pid)) == 0);
+            REQUIRE(reports.size() == 1);
+            const auto& rep = reports.front();
+            CHECK(rep.header.find("STALL #1: worker \"victim\" (tid " + std::to_string(victim.tid) + ", ") !=
+                  std::string::npos);
+            CHECK(rep.header.find(" of pid " + pid_arg(fx.pid) + " ") != std::string::npos);
+            CHECK(rep.thread.find("  thread: state ") == 0);
+            check_victim_chain(rep, m, 2);
+        }
+    }
+}
+
+// Waits (bounded) until no thread of `pid` is traced or stopped.
+void check_all_released(pid_t pid) {
+    bool released = poll_until([&] { return held_threads(pid).empty(); }, 3s);
+    INFO("still held: " << held_threads(pid));
+    CHECK(released);
+    auto threads = thread_statuses(pid);
+    CHECK(threads.size() >= 2);  // the process is still there, with its workers
+    for (const auto& t : threads) {
+        INFO("tid " << t.tid << " state " << t.state << " tracer " << t.tracer);
+        CHECK(t.tracer == 0);
+        CHECK(t.state != 't');
+        CHECK(t.state != 'T');
+    }
+}
+
+// The sleep-mode victim slept its whole stall: no EINTR, no short sleep.
+void check_slept_through(StallFixture& fx, long stall_ms) {
+    auto done = fx.wait_done();
+    INFO(done);
+    CHECK(field(done, "mode") == 0);
+    CHECK(field(done, "eintr") == 0);
+    CHECK(field(done, "short") == 0);
+    CHECK(field(done, "elapsed_ms").value_or(0) >= stall_ms);
+}
+
+bool victim_in_tracing_stop(pid_t pid, pid_t tid) {
+    auto s = thread_status(pid, tid);
+    return s && s->state == 't';
+}
+
+// The stall / update / recovery sequence of a 400 ms stall, watched with a
+// 100 ms threshold until the recovery, then SIGTERM.
+struct RecoveredRun {
+    std::string out, err;
+    int exit_code = -1;
+    pid_t pid = -1;
+    std::vector<TextReport> reports;
+    std::optional<double> recovered_after_ms;
+    std::string done;
+};
+
+RecoveredRun watch_a_recovery() {
+    // The stall starts 800 ms after "ready": stallwatch watches before it does.
+    StallFixture fx("sw_fixture_stall", {"--mode", "sleep", "--stall-ms", "400", "--delay-ms", "800",
+                                         "--workers", "1"});
+    auto t0 = std::chrono::steady_clock::now();
+    Process sw(attach_args(fx.pid, {"--threshold", "100ms"}));
+    REQUIRE_MESSAGE(sw.wait_for_err("stallwatch: watching pid", 5s), "no watching line: " << sw.err());
+    auto started = std::chrono::steady_clock::now() - t0;
+    REQUIRE_MESSAGE(started < 700ms, "stallwatch took too long to start to see the stall begin");
+    CHECK(sw.wait_for_out("RECOVERED #1", 5s));
+    sw.signal(SIGTERM);
+    REQUIRE(sw.wait(10s).has_value());
+
+    RecoveredRun run;
+    run.out = sw.out();
+    run.err = sw.err();
+    run.exit_code = sw.exit_code();
+    run.pid = fx.pid;
+    run.reports = parse_reports(sw.out());
+    std::smatch m;
+    static const std::regex recovered(
+        R"(RECOVERED #1: worker "victim" \(tid \d+, slot \d+\) of pid (\d+) made progress again after (\S+)\n)");
+    if (std::regex_search(run.out, m, recovered) && m[1] == pid_arg(fx.pid))
+        run.recovered_after_ms = printed_ms(m[2]);
+    run.done = fx.wait_done();
+    return run;
+}
+
+std::optional<double> stalled_for_ms(const std::string& header) {
+    static const std::regex re(R"(has made no progress for (\S+) \(progress)");
+    std::smatch m;
+    if (!std::regex_search(header, m, re)) return std::nullopt;
+    return printed_ms(m[1]);
+}
+
+// A file name in the temporary directory, removed at the end of the test.
+struct TempFile {
+    std::string path;
+    TempFile() {
+        std::string tmpl = (std::filesystem::temp_directory_path() / "sw-attach-XXXXXX").string();
+        int fd = ::mkstemp(tmpl.data());
+        REQUIRE(fd >= 0);
+        ::close(fd);
+        path = tmpl;
+    }
+    ~TempFile() { std::remove(path.c_str()); }
+    std::string read() const {
+        std::ifstream in(path);
+        std::stringstream s;
+        s << in.rdbuf();
+        return s.str();
+    }
+};
+
+}  // namespace
+
+// ---- 1. the blocked worker's stack, every mode in every build ----
+
+TEST_CASE("attach --once: a victim asleep in clock_nanosleep, every build") { blocked_worker_case(sleep_mode); }
+TEST_CASE("attach --once: a victim waiting on a contended mutex, every build") { blocked_worker_case(mutex_mode); }
+TEST_CASE("attach --once: a victim spinning on the CPU, every build") { blocked_worker_case(spin_mode); }
+TEST_CASE("attach --once: a victim blocked reading a pipe, every build") { blocked_worker_case(pipe_mode); }
+
+// ---- 2. deep stacks ----
+
+TEST_CASE("attach: a victim 40 frames deep is unwound to its entry point") {
+    for (const auto& build : builds) {
+        SUBCASE(build.c_str()) {
+            INFO("build " << build);
+            StallFixture fx(build, {"--mode", "sleep", "--stall-ms", "3000", "--depth", "40"});
+            auto r = run(attach_args(fx.pid, {"--once", "--threshold", "100ms", "--max-frames", "200"}), 20s);
+            INFO("stdout:\n" << r.out << "stderr:\n" << r.err);
+            CHECK(r.exit_code == 0);
+            auto reports = parse_reports(r.out);
+            REQUIRE(reports.size() == 1);
+            CHECK(reports[0].count("descend") == 41);
+            CHECK(r.out.find("stopped at") == std::string::npos);
+            check_victim_chain(reports[0], sleep_mode, 40);
+
+            // The limit is real: with 10 frames the chain is cut, and the report says so.
+            r = run(attach_args(fx.pid, {"--once", "--threshold", "100ms", "--max-frames", "10"}), 20s);
+            INFO("stdout with --max-frames 10:\n" << r.out);
+            CHECK(r.exit_code == 0);
+            reports = parse_reports(r.out);
+            REQUIRE(reports.size() == 1);
+            CHECK(reports[0].frames.size() == 10);
+            CHECK(reports[0].find("handle_request") == npos);
+            CHECK(r.out.find("stopped at 10 frames (--max-frames)") != std::string::npos);
+        }
+    }
+}
+
+// ---- 3. only the stalled thread stops ----
+
+TEST_CASE("attach: while the victim is held stopped, every other thread runs on") {
+    StallFixture fx("sw_fixture_stall", {"--mode", "sleep", "--stall-ms", "3000", "--workers", "3"});
+    auto victim = fx.worker("victim");
+    Process sw(attach_args(fx.pid, {"--once", "--threshold", "100ms"}),
+               {{"STALLWATCH_TEST_HOLD_STOP_US", "500000"}});
+
+    REQUIRE_MESSAGE(poll_until([&] { return victim_in_tracing_stop(fx.pid, victim.tid); }, 5s),
+                    "the victim never entered a tracing stop; stallwatch said: " << sw.err());
+    auto held_from = std::chrono::steady_clock::now();
+
+    // Everyone else: not traced, not stopped.
+    auto threads = thread_statuses(fx.pid);
+    CHECK(threads.size() == 5);  // main, busy-0..2, victim
+    for (const auto& t : threads) {
+        if (t.tid == victim.tid) {
+            CHECK(t.tracer == sw.pid());
+            continue;
+        }
+        INFO("tid " << t.tid << " state " << t.state << " tracer " << t.tracer);
+        CHECK(t.tracer == 0);
+        CHECK(t.state != 't');
+        CHECK(t.state != 'T');
+    }
+
+    // The busy workers keep ticking while the victim is held.
+    std::map<pid_t, std::uint64_t> before;
+    for (const auto& w : fx.workers())
+        if (w.name.rfind("busy-", 0) == 0) before[w.tid] = w.progress;
+    REQUIRE(before.size() == 3);
+    bool advanced = poll_until(
+        [&] {
+            for (const auto& w : fx.workers())
+                if (before.count(w.tid) && w.progress < before[w.tid] + 5) return false;
+            return true;
+        },
+        300ms);
+    bool still_held = victim_in_tracing_stop(fx.pid, victim.tid);
+    INFO("checked " << std::chrono::duration_cast<std::chrono::milliseconds>(
+                           std::chrono::steady_clock::now() - held_from)
+                           .count()
+                    << " ms into the hold");
+    CHECK(advanced);
+    CHECK(still_held);  // so the progress above was made during the hold
+
+    // Then the hold ends and the report comes.
+    REQUIRE(sw.wait(15s).has_value());
+    INFO("stdout:\n" << sw.out() << "stderr:\n" << sw.err());
+    CHECK(sw.exit_code() == 0);
+    auto reports = parse_reports(sw.out());
+    REQUIRE(reports.size() == 1);
+    CHECK(reports[0].header.find("worker \"victim\" (tid " + std::to_string(victim.tid)) != std::string::npos);
+    check_victim_chain(reports[0], sleep_mode, 0);
+    static const std::regex stopped(R"(; stopped (\S+) to sample)");
+    std::smatch m;
+    REQUIRE(std::regex_search(reports[0].thread, m, stopped));
+    CHECK(printed_ms(m[1]).value_or(0) >= 500.0);  // the hold knob really held the stop
+    check_all_released(fx.pid);
+}
+
+// ---- 4. every way stallwatch ends leaves the target running, untraced ----
+
+TEST_CASE("attach: after stallwatch ends, no thread is left traced or stopped and no sleep is cut short") {
+    const long stall_ms = 1500;
+    StallFixture fx("sw_fixture_stall", {"--mode", "sleep", "--stall-ms", std::to_string(stall_ms)});
+    auto victim = fx.worker("victim");
+
+    SUBCASE("it exits after --once") {
+        auto r = run(attach_args(fx.pid, {"--once", "--threshold", "100ms"}), 20s);
+        INFO("stdout:\n" << r.out << "stderr:\n" << r.err);
+        CHECK(r.exit_code == 0);
+        CHECK(parse_reports(r.out).size() == 1);
+        check_all_released(fx.pid);
+        check_slept_through(fx, stall_ms);
+    }
+    SUBCASE("SIGTERM while it watches") {
+        Process sw(attach_args(fx.pid, {"--threshold", "100ms"}));
+        REQUIRE_MESSAGE(sw.wait_for_err("stallwatch: watching pid " + pid_arg(fx.pid), 5s), sw.err());
+        // Let it sample the victim at least once before asking it to stop.
+        REQUIRE_MESSAGE(sw.wait_for([&] { return !parse_reports(sw.out()).empty() &&
+                                                 sw.out().find("\n\n") != std::string::npos; },
+                                    5s),
+                        "no report: " << sw.err());
+        sw.signal(SIGTERM);
+        REQUIRE(sw.wait(10s).has_value());
+        INFO("stdout:\n" << sw.out() << "stderr:\n" << sw.err());
+        CHECK(sw.exit_code() == 0);
+        auto n = parse_reports(sw.out()).size();
+        CHECK(n >= 1);
+        CHECK(sw.err().find("stallwatch: Terminated received; " + std::to_string(n) +
+                            " stall report(s) made, detached\n") != std::string::npos);
+        check_all_released(fx.pid);
+        check_slept_through(fx, stall_ms);
+    }
+    SUBCASE("SIGKILL while the victim is held stopped") {
+        {
+            Process sw(attach_args(fx.pid, {"--once", "--threshold", "100ms"}),
+                       {{"STALLWATCH_TEST_HOLD_STOP_US", "300000"}});
+            REQUIRE_MESSAGE(poll_until([&] { return victim_in_tracing_stop(fx.pid, victim.tid); }, 5s),
+                            "the victim never entered a tracing stop: " << sw.err());
+            sw.signal(SIGKILL);
+            REQUIRE(sw.wait(5s).has_value());
+            CHECK(sw.term_signal() == SIGKILL);
+            CHECK(sw.out().empty());  // killed inside the window: no report made
+        }
+        check_all_released(fx.pid);
+
+        // And it can be attached again: a new stallwatch samples the same stall.
+        auto r = run(attach_args(fx.pid, {"--once", "--threshold", "100ms"}), 20s);
+        INFO("stdout:\n" << r.out << "stderr:\n" << r.err);
+        CHECK(r.exit_code == 0);
+        auto reports = parse_reports(r.out);
+        REQUIRE(reports.size() == 1);
+        check_victim_chain(reports[0], sleep_mode, 0);
+        check_all_released(fx.pid);
+        check_slept_through(fx, stall_ms);
+    }
+}
+
+// ---- 5. parked is not stalled ----
+
+TEST_CASE("attach: a worker parked for ten thresholds is never reported") {
+    Child fx({fixture("sw_fixture_workers"), "--running", "2", "--parked", "2"});
+    auto ready = fx.read_line();
+    REQUIRE(ready.has_value());
+    REQUIRE(field(*ready, "live") == 4);
+    auto table = TableFile::open(fx.pid());
+    REQUIRE(table.ok());
+    auto before = table->read();
+    REQUIRE(before.ok());
+
+    Process sw(attach_args(fx.pid(), {"--threshold", "50ms"}));
+    REQUIRE_MESSAGE(sw.wait_for_err("stallwatch: watching pid", 5s), sw.err());
+    sw.watch_for(600ms);  // twelve thresholds of watching
+    auto after = table->read();
+    sw.signal(SIGTERM);
+    REQUIRE(sw.wait(10s).has_value());
+
+    INFO("stdout:\n" << sw.out() << "stderr:\n" << sw.err());
+    CHECK(sw.exit_code() == 0);
+    CHECK(sw.out().find("STALL") == std::string::npos);
+    CHECK(sw.out().empty());
+    CHECK(sw.err().find("received; 0 stall report(s) made, detached") != std::string::npos);
+
+    // The premise: the parked workers really sat idle all along, the others ran.
+    REQUIRE(after.ok());
+    REQUIRE(after->workers.size() == before->workers.size());
+    int parked = 0;
+    for (std::size_t i = 0; i < after->workers.size(); ++i) {
+        const auto& w0 = before->workers[i];
+        const auto& w1 = after->workers[i];
+        if (w1.state == sw::table::WorkerState::parked) {
+            ++parked;
+            CHECK(w1.progress == w0.progress);
+        } else {
+            CHECK(w1.progress > w0.progress);
+        }
+    }
+    CHECK(parked == 2);
+}
+
+// ---- 6. stall, update, recovery ----
+
+TEST_CASE("attach: a 400 ms stall is reported, updated at 200 ms, and its recovery announced") {
+    auto run = watch_a_recovery();
+    INFO("stdout:\n" << run.out << "stderr:\n" << run.err);
+    CHECK(run.exit_code == 0);
+    REQUIRE(run.reports.size() >= 2);
+    const auto& first = run.reports[0];
+    CHECK(first.header.find("STALL #1: worker \"victim\"") != std::string::npos);
+    auto first_ms = stalled_for_ms(first.header);
+    REQUIRE(first_ms.has_value());
+    CHECK(*first_ms >= 100.0);
+    CHECK(*first_ms < 160.0);
+    check_victim_chain(first, sleep_mode, 0);
+
+    const auto& update = run.reports[1];
+    CHECK(update.header.find("STALL #1 still going (report 2): worker \"victim\"") != std::string::npos);
+    auto update_ms = stalled_for_ms(update.header);
+    REQUIRE(update_ms.has_value());
+    CHECK(*update_ms >= 200.0);
+    CHECK(*update_ms < 260.0);
+    check_victim_chain(update, sleep_mode, 0);
+
+    REQUIRE_MESSAGE(run.recovered_after_ms.has_value(), "no RECOVERED #1 line for this pid");
+    CHECK(*run.recovered_after_ms >= *update_ms);
+    CHECK(run.out.find("RECOVERED #1") > run.out.find("still going"));
+    CHECK(count_of(run.out, "RECOVERED") == 1);
+    CHECK(run.err.find("received; " + std::to_string(run.reports.size()) + " stall report(s) made, detached") !=
+          std::string::npos);
+    INFO(run.done);
+    CHECK(field(run.done, "eintr") == 0);
+    CHECK(field(run.done, "short") == 0);
+}
+
+// BUG (src/cli/attach.cpp + src/detect/detector.cpp): attach samples the
+// stalled thread inside its polling loop, so the next observation comes one
+// sampling time late (50-150 ms for the first, symbolizing sample); the
+// detector takes a gap longer than max(threshold/2, 5*interval) for "the
+// monitor did not run" and counts one interval of it. The stall keeps going
+// meanwhile, and RECOVERED says "after 339ms" for a 400 ms stall.
+TEST_CASE("attach: the recovery of a 400 ms stall says it lasted about 400 ms" * doctest::may_fail()) {
+    auto run = watch_a_recovery();
+    INFO("stdout:\n" << run.out << "stderr:\n" << run.err);
+    REQUIRE(run.recovered_after_ms.has_value());
+    CHECK(*run.recovered_after_ms >= 390.0);
+    CHECK(*run.recovered_after_ms < 600.0);
+}
+
+// ---- 7. errors: one line, a documented exit code ----
+
+TEST_CASE("attach errors: one line and a documented exit code") {
+    SUBCASE("no such process") {
+        auto r = run({stallwatch_binary(), "attach", "999999999"});
+        CHECK(r.exit_code == 3);
+        CHECK(r.out.empty());
+        CHECK(r.err == "stallwatch: no process with pid 999999999\n");
+    }
+    SUBCASE("a process without a table") {
+        Child fx({fixture("sw_fixture_workers"), "--no-init", "--running", "1"});
+        REQUIRE(fx.read_line().has_value());
+        auto r = run(attach_args(fx.pid(), {}));
+        INFO(r.err);
+        CHECK(r.exit_code == 5);
+        CHECK(r.out.empty());
+        CHECK(r.err.find("has no stallwatch table") != std::string::npos);
+        CHECK(lines_of(r.err) == 1);
+    }
+    SUBCASE("a duration without a unit") {
+        auto r = run({stallwatch_binary(), "attach", "1", "--threshold", "5"});
+        INFO(r.err);
+        CHECK(r.exit_code == 64);
+        CHECK(r.out.empty());
+        CHECK(r.err.find("--threshold") != std::string::npos);
+        CHECK(r.err.find("unit") != std::string::npos);
+        CHECK(lines_of(r.err) == 1);
+    }
+    SUBCASE("an output file that cannot be opened") {
+        Child fx({fixture("sw_fixture_workers"), "--running", "1"});
+        REQUIRE(fx.read_line().has_value());
+        auto r = run(attach_args(fx.pid(), {"--output", "/proc/nope/x"}));
+        INFO(r.err);
+        CHECK(r.exit_code == 1);
+        CHECK(r.out.empty());
+        CHECK(r.err.find("/proc/nope/x") != std::string::npos);
+        CHECK(lines_of(r.err) == 1);
+    }
+    SUBCASE("the target exits while watched") {
+        Child fx({fixture("sw_fixture_workers"), "--running", "2"});
+        REQUIRE(fx.read_line().has_value());
+        Process sw(attach_args(fx.pid(), {"--threshold", "100ms"}));
+        REQUIRE_MESSAGE(sw.wait_for_err("stallwatch: watching pid " + pid_arg(fx.pid()), 5s), sw.err());
+        CHECK(fx.finish() == std::optional<int>(0));
+        REQUIRE(sw.wait(10s).has_value());
+        INFO(sw.err());
+        CHECK(sw.exit_code() == 2);
+        CHECK(sw.out().empty());
+        CHECK(sw.err().find("\nstallwatch: pid " + pid_arg(fx.pid()) + " exited; 0 stall report(s) made\n") !=
+              std::string::npos);
+        CHECK(lines_of(sw.err()) == 2);  // watching, exited
+    }
+}
+
+// ---- 8. --output appends ----
+
+TEST_CASE("attach --output appends each report to the file") {
+    TempFile file;
+    {
+        std::ofstream f(file.path);
+        f << "an earlier line\n";
+    }
+    StallFixture fx("sw_fixture_stall", {"--mode", "sleep", "--stall-ms", "3000"});
+    for (int i = 0; i < 2; ++i) {
+        auto r = run(attach_args(fx.pid, {"--once", "--threshold", "100ms", "--output", file.path}), 20s);
+        INFO("run " << i << " stderr:\n" << r.err);
+        CHECK(r.exit_code == 0);
+        CHECK(r.out.empty());  // the report went to the file
+    }
+    auto text = file.read();
+    INFO("file:\n" << text);
+    CHECK(text.rfind("an earlier line\n", 0) == 0);
+    auto reports = parse_reports(text);
+    REQUIRE(reports.size() == 2);
+    for (const auto& rep : reports) {
+        CHECK(rep.header.find("STALL #1: worker \"victim\"") != std::string::npos);
+        check_victim_chain(rep, sleep_mode, 0);
+    }
+}
+
+// ---- the symbolizer keeps the function that inlined code sits in ----
+
+// BUG (src/symbolize/symbolizer_dwfl.cpp, Symbolizer::Impl::lookup): for a pc
+// inside inlined code, dwarf_getscopes() returns the inlined subroutine and
+// then the scopes of its *abstract* definition, not of the function it was
+// inlined into; the loop stops without a DW_TAG_subprogram of the caller, so
+// the concrete frame is dropped: "futex_wait (inlined)" is printed with no
+// __lll_lock_wait, "lll_mutex_lock_optimized (inlined)" with no
+// pthread_mutex_lock, "__GI___libc_read (inlined)" with no read. The fix is
+// eu-addr2line's: after an inlined subroutine, continue with
+// dwarf_getscopes_die() on it. Also makes a spinning victim caught in the
+// inlined now_ms() lose its spin_in_handler frame (see the spin case above).
+TEST_CASE("attach: every inlined frame is followed by the function it was inlined into" *
+          doctest::may_fail()) {
+    for (const Mode* m : {&mutex_mode, &pipe_mode}) {
+        SUBCASE(m->name) {
+            StallFixture fx("sw_fixture_stall", {"--mode", m->name, "--stall-ms", "3000"});
+            auto r = run(attach_args(fx.pid, {"--once", "--threshold", "100ms"}), 20s);
+            CHECK(r.exit_code == 0);
+            auto reports = parse_reports(r.out);
+            REQUIRE(reports.size() == 1);
+            const auto& frames = reports[0].frames;
+            INFO("report:\n" << reports[0].text);
+            for (std::size_t i = 0; i < frames.size(); ++i) {
+                if (!frames[i].inlined) continue;
+                INFO("frame #" << frames[i].number << ": " << frames[i].text);
+                REQUIRE(i + 1 < frames.size());
+                // Same physical frame: same module offset, printed right below.
+                CHECK(frames[i + 1].module == frames[i].module);
+            }
+        }
+    }
+}
