@@ -10,7 +10,7 @@
 //     --interval 10ms) from the victim's last tick to its report.
 // Targets are printed with PASS/MISS, then the figures as `name: value` lines.
 //
-//   sw_bench_capture [--fixture PATH] [--stallwatch PATH] [--quick]
+//   sw_bench_capture [--fixture PATH] [--stallwatch PATH] [--quick] [--no-load]
 //   sw_bench_capture --cold-child PID       (internal: one cold capture)
 #include <dirent.h>
 #include <fcntl.h>
@@ -170,11 +170,11 @@ struct RunResult {
     nanoseconds wall{};
 };
 
-// Runs a command to completion, stdout captured, stderr dropped.
+// Runs a command to completion, stdout and stderr captured together.
 RunResult run_command(const std::vector<std::string>& args) {
     Pipe p;
     auto t0 = Clock::now();
-    pid_t pid = spawn(args, -1, p.wr, -1);
+    pid_t pid = spawn(args, -1, p.wr, p.wr);
     ::close(p.wr);
     RunResult r;
     r.out = read_all(p.rd);
@@ -536,11 +536,8 @@ struct ColdRun {
 };
 
 std::optional<ColdRun> cold_run(pid_t pid) {
-    char self[4096];
-    ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
-    if (n <= 0) die("readlink /proc/self/exe");
-    self[n] = 0;
-    auto r = run_command({self, "--cold-child", std::to_string(pid)});
+    // /proc/self/exe, not its target: a rebuild may replace the file meanwhile.
+    auto r = run_command({"/proc/self/exe", "--cold-child", std::to_string(pid)});
     if (r.exit_code != 0) return std::nullopt;
     ColdRun c;
     int found = 0;
@@ -678,6 +675,31 @@ DetectRun detect_once(const std::string& fixture, const std::string& stallwatch,
     return res;
 }
 
+std::string loadavg() {
+    auto t = sw::proc::read_text_file("/proc/loadavg");
+    if (!t) return "?";
+    std::string s = *t;
+    while (!s.empty() && s.back() == '\n') s.pop_back();
+    return s;
+}
+
+// CPU-bound processes, to see the stop window when the monitor must compete.
+class Hogs {
+public:
+    explicit Hogs(int n) {
+        for (int i = 0; i < n; ++i) pids_.push_back(spawn({"/bin/sh", "-c", "while :; do :; done"}, -1, -1, -1));
+    }
+    ~Hogs() {
+        for (pid_t p : pids_) ::kill(p, SIGKILL);
+        for (pid_t p : pids_) wait_exit(p);
+    }
+    Hogs(const Hogs&) = delete;
+    Hogs& operator=(const Hogs&) = delete;
+
+private:
+    std::vector<pid_t> pids_;
+};
+
 struct Verdict {
     std::string line;
     bool pass = false;
@@ -697,35 +719,36 @@ void check(const std::string& what, double value, const std::string& unit, doubl
 
 int main(int argc, char** argv) {
     std::string fixture = SW_BENCH_FIXTURE, stallwatch = SW_BENCH_STALLWATCH;
-    bool quick = false;
+    bool quick = false, load = true;
     for (int i = 1; i < argc; ++i) {
         std::string_view a = argv[i];
         if (a == "--cold-child" && i + 1 < argc) return cold_child(static_cast<pid_t>(std::atoi(argv[i + 1])));
         if (a == "--fixture" && i + 1 < argc) fixture = argv[++i];
         else if (a == "--stallwatch" && i + 1 < argc) stallwatch = argv[++i];
         else if (a == "--quick") quick = true;
+        else if (a == "--no-load") load = false;
         else {
-            fmt::print(stderr, "usage: {} [--fixture PATH] [--stallwatch PATH] [--quick]\n", argv[0]);
+            fmt::print(stderr, "usage: {} [--fixture PATH] [--stallwatch PATH] [--quick] [--no-load]\n", argv[0]);
             return 64;
         }
     }
     if (::access(fixture.c_str(), X_OK) != 0) die("no fixture at " + fixture);
     if (::access(stallwatch.c_str(), X_OK) != 0) die("no stallwatch at " + stallwatch);
     ::signal(SIGPIPE, SIG_IGN);
-    // The bench's own sleeps (1 ms between captures, 100 us polls) as asked.
-    ::prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
+    // No PR_SET_TIMERSLACK here: capture_thread's own sleeps must run with the
+    // default slack, as in the CLI (only the watcher thread lowers its own).
 
     const int n_warm = quick ? 60 : 400;
     const int n_watch = quick ? 60 : 250;
     const int n_deep = quick ? 60 : 300;
-    const int n_cold = quick ? 4 : 11;
+    const int n_cold = quick ? 4 : 15;
     const int n_oneshot = quick ? 4 : 15;
     const int n_detect = quick ? 2 : 7;
     const std::size_t max_frames = 256;
     auto started = Clock::now();
 
-    fmt::print("sw_bench_capture: fixture {}, stallwatch {}, {} cpu(s)\n", fixture, stallwatch,
-               std::thread::hardware_concurrency());
+    fmt::print("sw_bench_capture: fixture {}, stallwatch {}, {} cpu(s), load average {}\n", fixture, stallwatch,
+               std::thread::hardware_concurrency(), loadavg());
 
     Fixture shallow(fixture, 10, 4, 0);
     Fixture deep(fixture, 200, 4, 0);
@@ -787,6 +810,18 @@ int main(int argc, char** argv) {
     fmt::print("  frames per capture {}..{}; unwind after detach {}\n", deep_series.min_frames,
                deep_series.max_frames, describe(stats_of(deep_series.unwind_us), "us"));
 
+    // ---- 3b. context: the same under CPU load (2 spinning processes per CPU) ----
+    if (load) {
+        Stats loaded_s;
+        {
+            Hogs hogs(2 * static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+            sleep_for_us(50'000);
+            loaded_s = stats_of(capture_series(p10, quick ? 60 : 200, max_frames).stop_us);
+        }
+        fmt::print("\n[context: stop window, depth 10, with {} CPU-bound processes] {}\n",
+                   2 * std::max(1u, std::thread::hardware_concurrency()), describe(loaded_s, "us"));
+    }
+
     // ---- 4. cold: the first capture of fresh processes ----
     std::vector<double> cold10, cold200, cold_unwind, cold_sym;
     for (int i = 0; i < n_cold; ++i) {
@@ -818,6 +853,8 @@ int main(int argc, char** argv) {
             if (auto s = parse_stopped_us(a.out)) attach_stop_us.push_back(*s);
         } else {
             ++attach_bad;
+            std::string tail = a.out.substr(a.out.size() > 300 ? a.out.size() - 300 : 0);
+            fmt::print("  attach run {}: exit {}, output ends: {}\n", i, a.exit_code, tail.empty() ? "(none)" : tail);
         }
         auto e = run_command({"eu-stack", "-p", pid_s});
         if (e.out.find("sleep_in_handler") != std::string::npos)
@@ -914,7 +951,8 @@ int main(int argc, char** argv) {
     }
     fmt::print("{} of {} targets missed; run took {:.1f} s\n", misses, verdicts.size(),
                ms(Clock::now() - started) / 1e3);
-    fmt::print("stop_cold_max_us (not in the block below): {:.1f}\n\n", cold_s.max);
+    fmt::print("stop_cold_max_us (not in the block below): {:.1f}\n", cold_s.max);
+    fmt::print("load average at the end: {}\n\n", loadavg());
 
     fmt::print("stop_median_us: {:.1f}\n", warm_s.median);
     fmt::print("stop_p99_us: {:.1f}\n", warm_s.p99);

@@ -37,7 +37,7 @@ int run_attach(const AttachOptions& opt, std::ostream& out, std::ostream& err) {
     w.once = opt.once;
     w.sampler.max_frames = opt.max_frames;
     w.sampler.symbols.debuginfod = opt.debuginfod;
-    auto result = watch(opt.pid, w, *writer, err, {SIGINT, SIGTERM, SIGHUP}, [](int) { return true; });
+    auto result = watch(opt.pid, w, *writer, err, {SIGINT, SIGTERM, SIGHUP}, [](int, bool) { return true; });
     writer->finish();
 
     switch (result.end) {

@@ -35,6 +35,26 @@ report::Format parse_format(const std::string& name) {
     return report::Format::text;
 }
 
+// The options every command that writes reports has.
+void add_output_options(CLI::App& cmd, std::string& format, std::string& output, std::size_t& max_frames,
+                        bool& full, bool& debuginfod) {
+    cmd.add_option("-f,--format", format,
+                   "text (for people), json (JSON Lines, one event per line, for log pipelines) or "
+                   "folded (one 'frame;frame;... count' line per distinct stack, at the end, for "
+                   "flame graphs)")
+        ->check(CLI::IsMember({"text", "json", "folded"}))
+        ->capture_default_str();
+    cmd.add_flag("--full", full,
+                 "Text: show every frame; by default runs of C library and runtime frames are "
+                 "folded into one line");
+    cmd.add_option("-n,--max-frames", max_frames, "Deepest stack to print")
+        ->check(CLI::Range(1, 4096))
+        ->capture_default_str();
+    cmd.add_option("-o,--output", output, "Append reports to FILE instead of standard output");
+    cmd.add_flag("--debuginfod", debuginfod,
+                 "Fetch missing debug info with debuginfod (uses the network; off by default)");
+}
+
 }  // namespace
 
 std::string version_text() {
@@ -63,7 +83,7 @@ ParseResult parse_command_line(const std::vector<std::string>& args) {
         ->check(CLI::PositiveNumber);
 
     AttachOptions attach;
-    std::string threshold = "100ms", interval = "10ms";
+    std::string threshold = "100ms", interval = "10ms", format = "text";
     auto* at = app.add_subcommand(
         "attach",
         "Watch a running process and print the stack of every worker that stops making progress "
@@ -81,23 +101,51 @@ ParseResult parse_command_line(const std::vector<std::string>& args) {
         ->check(DurationValidator(false))
         ->capture_default_str();
     at->add_flag("-1,--once", attach.once, "Exit after the first stall report");
-    at->add_option("-n,--max-frames", attach.max_frames, "Deepest stack to print")
-        ->check(CLI::Range(1, 4096))
+    add_output_options(*at, format, attach.output, attach.max_frames, attach.full, attach.debuginfod);
+
+    DumpOptions dump;
+    std::string dump_format = "text";
+    auto* du = app.add_subcommand(
+        "dump",
+        "Print the stack of every registered worker now (or of every thread with --all-threads, "
+        "which works on any process, with or without a table). Threads are stopped one at a time, "
+        "each only for its own capture; the process never stops as a whole.");
+    du->add_option("pid", dump.pid, "Process id")->required()->check(CLI::PositiveNumber);
+    du->add_flag("-a,--all-threads", dump.all_threads, "Every thread of the process, not only the workers");
+    add_output_options(*du, dump_format, dump.output, dump.max_frames, dump.full, dump.debuginfod);
+
+    RunOptions run;
+    std::string run_threshold = "100ms", run_interval = "10ms", run_format = "text";
+    auto* ru = app.add_subcommand(
+        "run",
+        "Start PROGRAM as a child and watch it from its first moment (works under Yama "
+        "ptrace_scope=1). Reports go to standard error or --output, never to the program's "
+        "standard output. SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 are passed on; "
+        "stallwatch exits with the program's status (128+N if it died of signal N).");
+    ru->add_option("-t,--threshold", run_threshold, "As for attach")
+        ->check(DurationValidator(true))
         ->capture_default_str();
-    at->add_option("-o,--output", attach.output,
-                   "Append reports to FILE instead of standard output");
-    std::string format = "text";
-    at->add_option("-f,--format", format,
-                   "text (for people), json (JSON Lines, one event per line, for log pipelines) or "
-                   "folded (one 'frame;frame;... count' line per distinct stack, at the end, for "
-                   "flame graphs)")
-        ->check(CLI::IsMember({"text", "json", "folded"}))
+    ru->add_option("-i,--interval", run_interval, "As for attach")
+        ->check(DurationValidator(false))
         ->capture_default_str();
-    at->add_flag("--full", attach.full,
-                 "Text: show every frame; by default runs of C library and runtime frames are "
-                 "folded into one line");
-    at->add_flag("--debuginfod", attach.debuginfod,
-                 "Fetch missing debug info with debuginfod (uses the network; off by default)");
+    add_output_options(*ru, run_format, run.output, run.max_frames, run.full, run.debuginfod);
+    ru->add_option("command", run.command, "The program to run and its arguments (after --)")
+        ->required();
+    ru->positionals_at_end();
+
+    ListOptions list;
+    std::string list_format = "text", list_threshold = "100ms";
+    auto* li = app.add_subcommand(
+        "list",
+        "List the processes on this host that carry a stallwatch table: pid, user, command, "
+        "and workers running, parked and stalled now (running without progress for --threshold, "
+        "measured by reading each table twice). Processes you may not inspect are counted.");
+    li->add_option("-f,--format", list_format, "text or json (JSON Lines)")
+        ->check(CLI::IsMember({"text", "json"}))
+        ->capture_default_str();
+    li->add_option("-t,--threshold", list_threshold, "How long to watch for progress")
+        ->check(DurationValidator(false))
+        ->capture_default_str();
 
     std::vector<std::string> rev(args.rbegin(), args.rend());
     if (!rev.empty()) rev.pop_back();  // program name
@@ -114,6 +162,21 @@ ParseResult parse_command_line(const std::vector<std::string>& args) {
         return EarlyExit{0, out.str(), {}};  // --help, --version
     }
     if (st->parsed()) return Options{status};
+    if (ru->parsed()) {
+        run.threshold = *parse_duration(run_threshold);
+        run.interval = *parse_duration(run_interval);
+        run.format = parse_format(run_format);
+        return Options{run};
+    }
+    if (li->parsed()) {
+        list.format = parse_format(list_format);
+        list.threshold = *parse_duration(list_threshold);
+        return Options{list};
+    }
+    if (du->parsed()) {
+        dump.format = parse_format(dump_format);
+        return Options{dump};
+    }
     if (at->parsed()) {
         attach.threshold = *parse_duration(threshold);
         attach.interval = *parse_duration(interval);

@@ -30,7 +30,33 @@ struct AttachOptions {
     bool full = false;   // text: every frame, runtime frames not folded
 };
 
-using Command = std::variant<StatusOptions, AttachOptions>;
+struct DumpOptions {
+    pid_t pid = 0;
+    bool all_threads = false;
+    std::size_t max_frames = 64;
+    std::string output;
+    bool debuginfod = false;
+    report::Format format = report::Format::text;
+    bool full = false;
+};
+
+struct RunOptions {
+    std::vector<std::string> command;  // program and its arguments
+    std::chrono::nanoseconds threshold = std::chrono::milliseconds(100);
+    std::chrono::nanoseconds interval = std::chrono::milliseconds(10);
+    std::size_t max_frames = 64;
+    std::string output;  // "" for standard error: never the program's stdout
+    bool debuginfod = false;
+    report::Format format = report::Format::text;
+    bool full = false;
+};
+
+struct ListOptions {
+    report::Format format = report::Format::text;
+    std::chrono::nanoseconds threshold = std::chrono::milliseconds(100);
+};
+
+using Command = std::variant<StatusOptions, AttachOptions, DumpOptions, RunOptions, ListOptions>;
 
 struct Options {
     Command command;

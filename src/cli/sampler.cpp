@@ -1,5 +1,6 @@
 #include "cli/sampler.hpp"
 
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
@@ -35,6 +36,11 @@ std::optional<report::StallReport> Sampler::sample(const detect::Event& event,
     pid_t tid = event.worker.tid;
     // Before the stop: a sleeping thread reports restart_syscall once stopped.
     r.thread = proc::read_thread_state(target_.pid, tid);
+    if (r.thread.syscall_nr == SYS_restart_syscall) {
+        if (auto it = last_syscall_.find(tid); it != last_syscall_.end()) r.thread.syscall_nr = it->second;
+    } else if (r.thread.syscall_nr >= 0) {
+        last_syscall_[tid] = r.thread.syscall_nr;
+    }
     r.unix_ns = report::unix_now_ns();
 
     auto maps = proc::read_maps(target_.pid);

@@ -4,6 +4,7 @@
 
 #include <sys/types.h>
 
+#include <map>
 #include <memory>
 
 #include "proc/capture.hpp"
@@ -36,6 +37,9 @@ private:
     report::Target target_;
     SamplerOptions opt_;
     unwind::Unwinder unwinder_;
+    // Per thread, the system call it was last seen in: after our first stop
+    // the kernel reports a sleep as restart_syscall, which says nothing.
+    std::map<pid_t, long> last_syscall_;
     symbolize::Symbolizer symbolizer_;
 };
 

@@ -44,6 +44,9 @@ int run(const Options& opt, std::ostream& out, std::ostream& err) {
         std::ostream& err;
         int operator()(const StatusOptions& o) const { return run_status(o, out, err); }
         int operator()(const AttachOptions& o) const { return run_attach(o, out, err); }
+        int operator()(const DumpOptions& o) const { return run_dump(o, out, err); }
+        int operator()(const RunOptions& o) const { return run_run(o, err); }
+        int operator()(const ListOptions& o) const { return run_list(o, out, err); }
     };
     return std::visit(Dispatch{out, err}, opt.command);
 }

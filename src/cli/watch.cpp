@@ -41,9 +41,11 @@ public:
         ::sigprocmask(SIG_SETMASK, &old_, nullptr);
     }
     int fd() const { return fd_.get(); }
-    int next() {
+    // The next pending signal (0 when none), and whether the kernel sent it.
+    int next(bool* from_kernel = nullptr) {
         signalfd_siginfo info{};
         if (::read(fd_.get(), &info, sizeof info) != sizeof info) return 0;
+        if (from_kernel) *from_kernel = info.ssi_code == SI_KERNEL;
         return static_cast<int>(info.ssi_signo);
     }
 
@@ -110,6 +112,10 @@ WatchResult watch(pid_t pid, const WatchOptions& opt, report::Writer& writer, st
     };
     if (!opt.wait_for_table)
         if (auto e = connect()) return fail(*e);
+    bool given_up = false;  // run: the table went bad; the child runs on unwatched
+    auto started = Clock::now();
+    bool said_no_table = false;
+    auto next_table_look = started;
 
     auto next = Clock::now();
     for (;;) {
@@ -124,9 +130,9 @@ WatchResult watch(pid_t pid, const WatchOptions& opt, report::Writer& writer, st
         if (n < 0 && errno != EINTR)
             return fail(make_error(Errc::io, fmt::format("poll: {}", std::strerror(errno)), errno));
         if (n > 0 && (fds[0].revents & POLLIN)) {
-            bool stop = false;
-            for (int sig; (sig = sigq.next()) != 0;)
-                if (on_signal(sig)) {
+            bool stop = false, from_kernel = false;
+            for (int sig; (sig = sigq.next(&from_kernel)) != 0;)
+                if (on_signal(sig, from_kernel)) {
                     stop = true;
                     result.signal = sig;
                 }
@@ -143,15 +149,38 @@ WatchResult watch(pid_t pid, const WatchOptions& opt, report::Writer& writer, st
         }
         proc::release_lingering();
 
+        if (given_up) continue;
         if (!table) {
+            // Look often at first (a table appears early in a program's
+            // life), then every half second.
+            auto now = Clock::now();
+            if (now < next_table_look) continue;
+            if (now - started > std::chrono::seconds(2)) next_table_look = now + std::chrono::milliseconds(500);
             auto e = connect();
-            if (e && e->code != Errc::no_table && e->code != Errc::table_not_ready) return fail(*e);
-            if (!table) continue;
+            if (e && e->code != Errc::no_table && e->code != Errc::table_not_ready) {
+                fmt::print(err, "stallwatch: {}; not watching\n", e->message);
+                writer.error(target, e->message);
+                given_up = true;
+                continue;
+            }
+            if (!table) {
+                if (!said_no_table && now - started > std::chrono::seconds(2)) {
+                    said_no_table = true;
+                    fmt::print(err, "stallwatch: pid {} has no stallwatch table yet (is it linked with the shim and "
+                                    "calling stallwatch_init()?); it runs on, watched as soon as one appears\n",
+                               pid);
+                }
+                continue;
+            }
         }
         auto snap = table->read();
         if (!snap) {
             if (snap.error().code == Errc::table_not_ready) continue;
-            return fail(std::move(snap).error());
+            if (!opt.wait_for_table) return fail(std::move(snap).error());
+            fmt::print(err, "stallwatch: {}; not watching any more\n", snap.error().message);
+            writer.error(target, snap.error().message);
+            given_up = true;
+            continue;
         }
         for (const auto& e : detector.observe(*snap, Clock::now(), frozen)) {
             if (e.kind == detect::EventKind::recovered || e.kind == detect::EventKind::ended) {

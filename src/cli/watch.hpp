@@ -21,7 +21,8 @@ struct WatchOptions {
     std::chrono::nanoseconds interval = std::chrono::milliseconds(10);
     bool once = false;
     SamplerOptions sampler;
-    // `run`: the table may appear later; keep looking for it each interval.
+    // `run`: the table may appear later; keep looking for it. And a table
+    // that turns bad is given up with one error, while the child runs on.
     bool wait_for_table = false;
 };
 
@@ -35,8 +36,10 @@ struct WatchResult {
 };
 
 // What to do with SIGINT, SIGTERM, SIGHUP (and, for run, SIGQUIT, SIGUSR1,
-// SIGUSR2): return true to end the watch, false to go on.
-using SignalHandler = std::function<bool(int sig)>;
+// SIGUSR2): return true to end the watch, false to go on. `from_terminal`
+// is true when the kernel sent it (Ctrl-C at the terminal, which the whole
+// foreground process group receives), false when a process sent it.
+using SignalHandler = std::function<bool(int sig, bool from_terminal)>;
 
 WatchResult watch(pid_t pid, const WatchOptions& opt, report::Writer& writer, std::ostream& err,
                   const std::vector<int>& signals, const SignalHandler& on_signal);

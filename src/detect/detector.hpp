@@ -37,6 +37,7 @@ enum class EventKind {
     stall_update,  // the same stall goes on (at 2x, 4x, 8x ... the threshold)
     recovered,     // progress moved again (or the worker parked) after a reported stall
     ended,         // the worker unregistered or its slot was reused while stalled
+    sample,        // not a detection: a stack taken on request (`dump`)
 };
 
 struct Event {

@@ -28,6 +28,7 @@ std::string_view kind_name(detect::EventKind k) {
     case detect::EventKind::stall_update: return "stall_update";
     case detect::EventKind::recovered: return "recovered";
     case detect::EventKind::ended: return "ended";
+    case detect::EventKind::sample: return "sample";
     }
     return "stall";
 }
@@ -44,11 +45,19 @@ json base(std::string_view event, const Target& t, std::string timestamp) {
     return j;
 }
 
-void add_worker(json& j, const detect::Event& e) {
+void add_worker(json& j, const detect::Event& e, bool registered = true) {
     j["thread.id"] = e.worker.tid;
     j["thread.name"] = e.worker.name;
+    if (!registered) {  // a plain thread (dump --all-threads): no worker fields
+        j["stallwatch.worker.slot"] = nullptr;
+        j["stallwatch.worker.state"] = nullptr;
+        j["stallwatch.worker.progress"] = nullptr;
+        return;
+    }
     j["stallwatch.worker.slot"] = e.worker.slot;
+    j["stallwatch.worker.state"] = table::to_string(e.worker.state);
     j["stallwatch.worker.progress"] = e.worker.progress;
+    if (e.kind == detect::EventKind::sample) return;
     j["stallwatch.episode"] = e.episode;
     j["stallwatch.report"] = e.report;
     j["stallwatch.stall.duration_ms"] = ms(e.stalled_for);
@@ -103,8 +112,8 @@ public:
     void stall(const StallReport& r) override {
         const auto& e = r.event;
         json j = base(kind_name(e.kind), r.target, rfc3339(r.unix_ns));
-        add_worker(j, e);
-        j["stallwatch.suppressed"] = e.suppressed;
+        add_worker(j, e, r.registered);
+        if (e.kind != detect::EventKind::sample) j["stallwatch.suppressed"] = e.suppressed;
         j["stallwatch.thread.state"] = std::string(1, r.thread.state);
         j["stallwatch.thread.syscall"] =
             r.thread.syscall_nr >= 0 ? json(proc::syscall_name(r.thread.syscall_nr)) : json(nullptr);

@@ -60,12 +60,21 @@ public:
 
     void stall(const StallReport& r) override {
         const auto& e = r.event;
-        std::string what = e.kind == detect::EventKind::stall
-                               ? fmt::format("STALL #{}", e.episode)
-                               : fmt::format("STALL #{} still going (report {})", e.episode, e.report);
-        fmt::print(out_, "{} {}: {} of pid {} ({}) has made no progress for {} (progress {})\n",
-                   rfc3339(r.unix_ns), what, worker_label(e.worker), r.target.pid,
-                   printable(r.target.process_name), format_duration(e.stalled_for), e.worker.progress);
+        if (e.kind == detect::EventKind::sample) {
+            if (r.registered)
+                fmt::print(out_, "{} of pid {} ({}): {}, progress {}\n", worker_label(e.worker), r.target.pid,
+                           printable(r.target.process_name), table::to_string(e.worker.state), e.worker.progress);
+            else
+                fmt::print(out_, "thread {} \"{}\" of pid {} ({})\n", e.worker.tid, printable(e.worker.name),
+                           r.target.pid, printable(r.target.process_name));
+        } else {
+            std::string what = e.kind == detect::EventKind::stall
+                                   ? fmt::format("STALL #{}", e.episode)
+                                   : fmt::format("STALL #{} still going (report {})", e.episode, e.report);
+            fmt::print(out_, "{} {}: {} of pid {} ({}) has made no progress for {} (progress {})\n",
+                       rfc3339(r.unix_ns), what, worker_label(e.worker), r.target.pid,
+                       printable(r.target.process_name), format_duration(e.stalled_for), e.worker.progress);
+        }
         if (e.suppressed > 0)
             fmt::print(out_, "  ({} earlier report(s) suppressed by the rate limit)\n", e.suppressed);
 

@@ -14,8 +14,12 @@ namespace sw::test {
 
 struct TextFrame {
     int number = -1;
+    int last = -1;  // number of the last frame on this line (> number when folded)
     bool first_app = false;  // marked '>'
     bool inlined = false;
+    // A run of runtime frames printed as one line ("#3-5 a < b < c [3 runtime
+    // frames: libc.so.6]"): `function` holds the names as printed, `line` is 0.
+    bool folded = false;
     std::string function;
     std::string file;  // as printed (may be a path)
     int line = 0;      // 0: no location printed
@@ -70,6 +74,20 @@ inline std::optional<TextFrame> parse_frame(const std::string& line) {
     while (j < line.size() && std::isdigit(static_cast<unsigned char>(line[j]))) ++j;
     if (j == i) return std::nullopt;
     f.number = std::stoi(line.substr(i, j - i));
+    if (j < line.size() && line[j] == '-') {  // a folded run: "#3-5 names [n runtime frames: ...]"
+        auto open = line.rfind(" [");
+        auto space = line.find(' ', j);
+        if (open == std::string::npos || space == std::string::npos || space > open) return std::nullopt;
+        f.folded = true;
+        std::size_t k = j + 1;
+        while (k < line.size() && std::isdigit(static_cast<unsigned char>(line[k]))) ++k;
+        if (k == j + 1) return std::nullopt;
+        f.last = std::stoi(line.substr(j + 1, k - j - 1));
+        f.function = line.substr(space + 1, open - space - 1);
+        f.module = line.substr(open + 2, line.size() - open - 3);
+        return f;
+    }
+    f.last = f.number;
     while (j < line.size() && line[j] == ' ') ++j;
     if (line.compare(j, 2, "0x") == 0) {
         while (j < line.size() && line[j] != ' ') ++j;

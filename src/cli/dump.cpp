@@ -1,0 +1,135 @@
+// `stallwatch dump PID`: the stack of every worker (or, with --all-threads,
+// every thread) right now, stopping one thread at a time, each only for its
+// own capture window.
+#include <dirent.h>
+
+#include <fmt/format.h>
+#include <fmt/ostream.h>
+
+#include <algorithm>
+#include <charconv>
+#include <fstream>
+#include <memory>
+#include <optional>
+
+#include "cli/commands.hpp"
+#include "cli/sampler.hpp"
+#include "common/text.hpp"
+#include "proc/process.hpp"
+#include "proc/table_file.hpp"
+
+namespace sw::cli {
+namespace {
+
+struct Thread {
+    table::Worker worker;  // for a plain thread: tid and comm as name
+    bool registered = false;
+};
+
+Result<std::vector<pid_t>> list_threads(pid_t pid) {
+    std::string dir = fmt::format("/proc/{}/task", pid);
+    std::unique_ptr<DIR, int (*)(DIR*)> d(::opendir(dir.c_str()), ::closedir);
+    if (!d) {
+        int e = errno;
+        if (e == ENOENT) return make_error(Errc::no_such_process, fmt::format("no process with pid {}", pid), e);
+        return make_error(Errc::permission_denied,
+                          fmt::format("not permitted to list the threads of pid {}: {}", pid, proc::permission_hint(pid)), e);
+    }
+    std::vector<pid_t> tids;
+    while (dirent* e = ::readdir(d.get())) {
+        pid_t tid = 0;
+        std::string_view name(e->d_name);
+        auto [p, ec] = std::from_chars(name.data(), name.data() + name.size(), tid);
+        if (ec == std::errc{} && p == name.data() + name.size() && tid > 0) tids.push_back(tid);
+    }
+    std::sort(tids.begin(), tids.end());
+    return tids;
+}
+
+std::string thread_comm(pid_t pid, pid_t tid) {
+    std::ifstream in(fmt::format("/proc/{}/task/{}/comm", pid, tid));
+    std::string name;
+    std::getline(in, name);
+    return name;
+}
+
+}  // namespace
+
+int run_dump(const DumpOptions& opt, std::ostream& out, std::ostream& err) {
+    auto fail = [&](const Error& e) {
+        fmt::print(err, "stallwatch: {}\n", e.message);
+        return exit_code_for(e.code);
+    };
+    if (auto st = proc::check_process(opt.pid); !st) return fail(st.error());
+
+    // The table: required for workers; optional (names) with --all-threads.
+    std::optional<table::Snapshot> snap;
+    if (auto table = proc::TableFile::open(opt.pid); !table) {
+        if (!opt.all_threads) return fail(table.error());  // --all-threads needs no table
+    } else if (auto s = table->read(); s) {
+        snap = std::move(*s);
+    } else if (!opt.all_threads) {
+        return fail(s.error());
+    }
+
+    std::vector<Thread> threads;
+    if (opt.all_threads) {
+        auto tids = list_threads(opt.pid);
+        if (!tids) return fail(tids.error());
+        for (pid_t tid : *tids) {
+            Thread t;
+            t.worker.tid = tid;
+            t.worker.name = thread_comm(opt.pid, tid);
+            if (snap)
+                for (const auto& w : snap->workers)
+                    if (w.tid == tid) {
+                        t.worker = w;
+                        t.registered = true;
+                    }
+            threads.push_back(std::move(t));
+        }
+    } else {
+        for (const auto& w : snap->workers) threads.push_back(Thread{w, true});
+        if (threads.empty()) {
+            fmt::print(err, "stallwatch: pid {} has a table but no registered worker (try --all-threads)\n", opt.pid);
+            return exit_code::ok;
+        }
+    }
+
+    std::ofstream file;
+    std::ostream* sink = open_output(opt.output, file, out, err);
+    if (!sink) return exit_code::failure;
+    auto writer = report::make_writer(opt.format, *sink, report::WriterOptions{opt.full});
+    SamplerOptions sopt;
+    sopt.max_frames = opt.max_frames;
+    sopt.symbols.debuginfod = opt.debuginfod;
+    Sampler sampler(describe_target(opt.pid, snap ? snap->header.app_name : std::string{}), sopt);
+
+    std::size_t sampled = 0, failed = 0;
+    for (const auto& t : threads) {
+        detect::Event e;
+        e.kind = detect::EventKind::sample;
+        e.worker = t.worker;
+        auto r = sampler.sample(e, nullptr);
+        if (!r) continue;
+        if (r->thread_exited) continue;  // gone since we listed it: nothing to show
+        r->registered = t.registered;
+        if (!r->capture_error.empty()) {
+            ++failed;
+            fmt::print(err, "stallwatch: thread {}: {}\n", t.worker.tid, r->capture_error);
+            continue;
+        }
+        writer->stall(*r);
+        ++sampled;
+    }
+    writer->finish();
+    if (!writer->good()) {
+        fmt::print(err, "stallwatch: cannot write the output\n");
+        return exit_code::failure;
+    }
+    // Like eu-stack: 0 when every thread was shown, 1 when some could not be.
+    (void)sampled;
+    return failed > 0 ? exit_code::failure : exit_code::ok;
+}
+
+}  // namespace sw::cli

@@ -1,0 +1,145 @@
+// `stallwatch list`: which processes on this host carry a progress table,
+// with their workers running, parked and stalled now.
+#include <dirent.h>
+#include <pwd.h>
+#include <sys/stat.h>
+
+#include <fmt/format.h>
+#include <fmt/ostream.h>
+#include <nlohmann/json.hpp>
+
+#include <charconv>
+#include <memory>
+#include <thread>
+
+#include "cli/commands.hpp"
+#include "common/duration.hpp"
+#include "common/text.hpp"
+#include "proc/process.hpp"
+#include "proc/table_file.hpp"
+#include "report/writer.hpp"
+
+namespace sw::cli {
+namespace {
+
+struct Found {
+    pid_t pid = 0;
+    std::string user;
+    std::string command;
+    proc::TableFile table;
+    table::Snapshot first;
+    std::size_t running = 0, parked = 0, stalled = 0;
+    std::string error;  // the table could not be read
+};
+
+std::string user_of(pid_t pid) {
+    struct stat st {};
+    if (::stat(fmt::format("/proc/{}", pid).c_str(), &st) != 0) return "?";
+    if (passwd* pw = ::getpwuid(st.st_uid)) return pw->pw_name;
+    return std::to_string(st.st_uid);
+}
+
+std::vector<pid_t> all_pids() {
+    std::vector<pid_t> out;
+    std::unique_ptr<DIR, int (*)(DIR*)> d(::opendir("/proc"), ::closedir);
+    if (!d) return out;
+    while (dirent* e = ::readdir(d.get())) {
+        pid_t pid = 0;
+        std::string_view name(e->d_name);
+        auto [p, ec] = std::from_chars(name.data(), name.data() + name.size(), pid);
+        if (ec == std::errc{} && p == name.data() + name.size() && pid > 0) out.push_back(pid);
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+}
+
+}  // namespace
+
+int run_list(const ListOptions& opt, std::ostream& out, std::ostream& /*err*/) {
+    std::vector<Found> found;
+    std::size_t unreadable = 0;
+    pid_t self = ::getpid();
+    for (pid_t pid : all_pids()) {
+        if (pid == self) continue;
+        auto t = proc::TableFile::open(pid);
+        if (!t) {
+            if (t.error().code == Errc::permission_denied) ++unreadable;
+            continue;  // no table, or exited meanwhile
+        }
+        Found f{pid, user_of(pid), proc::comm(pid), std::move(*t), {}, 0, 0, 0, {}};
+        if (auto s = f.table.read(); s) f.first = std::move(*s);
+        else f.error = s.error().message;
+        found.push_back(std::move(f));
+    }
+    // Stalled now: running at both reads, one threshold apart, with no progress.
+    if (!found.empty()) std::this_thread::sleep_for(opt.threshold);
+    for (auto& f : found) {
+        if (!f.error.empty()) continue;
+        auto second = f.table.read();
+        if (!second) {
+            f.error = second.error().message;
+            continue;
+        }
+        for (const auto& w : f.first.workers) {
+            if (w.state == table::WorkerState::parked) {
+                ++f.parked;
+                continue;
+            }
+            ++f.running;
+            for (const auto& v : second->workers)
+                if (v.same_identity(w) && v.state == table::WorkerState::running && v.progress == w.progress)
+                    ++f.stalled;
+        }
+    }
+
+    if (opt.format == report::Format::json) {
+        using json = nlohmann::ordered_json;
+        std::string now = report::now_rfc3339();
+        for (const auto& f : found) {
+            json j;
+            j["timestamp"] = now;
+            j["event"] = "process";
+            j["process.pid"] = f.pid;
+            j["process.owner"] = f.user;
+            j["process.command"] = f.command;
+            j["service.name"] = f.first.header.app_name;
+            j["stallwatch.workers.running"] = f.running;
+            j["stallwatch.workers.parked"] = f.parked;
+            j["stallwatch.workers.stalled"] = f.stalled;
+            j["error.message"] = f.error.empty() ? json(nullptr) : json(f.error);
+            out << j.dump(-1, ' ', false, json::error_handler_t::replace) << '\n';
+        }
+        json s;
+        s["timestamp"] = now;
+        s["event"] = "list_summary";
+        s["stallwatch.processes"] = found.size();
+        s["stallwatch.unreadable"] = unreadable;
+        s["stallwatch.threshold_ms"] = static_cast<double>(opt.threshold.count()) / 1e6;
+        out << s.dump() << '\n';
+    } else {
+        if (found.empty()) {
+            fmt::print(out, "no process with a stallwatch table\n");
+        } else {
+            fmt::print(out, "{:>8}  {:<12} {:<16} {:<20} {:>7} {:>6} {:>7}\n", "PID", "USER", "COMMAND", "APP",
+                       "RUNNING", "PARKED", "STALLED");
+            for (const auto& f : found) {
+                if (!f.error.empty()) {
+                    fmt::print(out, "{:>8}  {:<12} {:<16} {}\n", f.pid, printable(f.user), printable(f.command),
+                               printable(f.error));
+                    continue;
+                }
+                fmt::print(out, "{:>8}  {:<12} {:<16} {:<20} {:>7} {:>6} {:>7}\n", f.pid, printable(f.user),
+                           printable(f.command), printable(f.first.header.app_name), f.running, f.parked,
+                           f.stalled);
+            }
+        }
+        if (unreadable > 0)
+            fmt::print(out, "({} process(es) could not be inspected: not permitted; run as root to see them)\n",
+                       unreadable);
+        fmt::print(out, "(stalled: running and without progress for {})\n", format_duration(opt.threshold));
+    }
+    out.flush();
+    return exit_code::ok;
+}
+
+}  // namespace sw::cli
