@@ -1,0 +1,301 @@
+// The operator's workflow: run, JSON Lines (schema-validated), dump, list,
+// folded stacks, noise control, fingerprints.
+#include <doctest/doctest.h>
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <set>
+#include <fstream>
+#include <sstream>
+
+#include "support/child.hpp"
+
+using namespace sw::test;
+using json = nlohmann::json;
+namespace fs = std::filesystem;
+
+namespace {
+
+// A scratch directory removed at the end of the test.
+struct TempDir {
+    fs::path path;
+    TempDir() {
+        char tmpl[] = "/tmp/sw-workflow-XXXXXX";
+        path = ::mkdtemp(tmpl);
+    }
+    ~TempDir() { fs::remove_all(path); }
+    std::string file(const std::string& name) const { return (path / name).string(); }
+};
+
+std::string slurp(const std::string& path) {
+    std::ifstream in(path);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+std::vector<json> json_lines(const std::string& text) {
+    std::vector<json> out;
+    std::istringstream in(text);
+    for (std::string line; std::getline(in, line);) out.push_back(json::parse(line));
+    return out;
+}
+
+// Validates a JSON Lines file against docs/json-events.schema.json.
+void require_valid_events(const std::string& path) {
+    auto r = run({"/usr/bin/python3", std::string(STALLWATCH_SOURCE_DIR) + "/tests/support/validate-events.py",
+                  std::string(STALLWATCH_SOURCE_DIR) + "/docs/json-events.schema.json", path});
+    INFO(r.out << r.err);
+    REQUIRE(r.exit_code == 0);
+    MESSAGE(r.out);
+}
+
+struct StallFixture {
+    Child child;
+    pid_t pid = 0;
+    explicit StallFixture(std::vector<std::string> args, const std::string& binary = "sw_fixture_stall")
+        : child([&] {
+              args.insert(args.begin(), fixture(binary));
+              return args;
+          }()) {
+        auto line = child.read_line();
+        REQUIRE(line.has_value());
+        pid = static_cast<pid_t>(field(*line, "pid").value_or(0));
+        REQUIRE(pid > 0);
+    }
+};
+
+// Starts `stallwatch ARGS` with stdout and stderr to files; stops it with
+// SIGTERM after `how_long` (a background job of sh ignores SIGINT).
+RunResult watch_for(std::vector<std::string> args, std::chrono::milliseconds how_long) {
+    TempDir tmp;
+    std::string out = tmp.file("out"), err = tmp.file("err");
+    std::string cmd;
+    for (auto& a : args) cmd += " '" + a + "'";
+    auto r = run({"/bin/sh", "-c",
+                  "\"" + stallwatch_binary() + "\"" + cmd + " >" + out + " 2>" + err + " & p=$!; sleep " +
+                      std::to_string(static_cast<double>(how_long.count()) / 1000.0) +
+                      "; kill -TERM $p; wait $p; echo $?"},
+                 how_long + 20s);
+    RunResult res;
+    res.exit_code = std::atoi(r.out.c_str());
+    res.out = slurp(out);
+    res.err = slurp(err);
+    return res;
+}
+
+}  // namespace
+
+TEST_CASE("run passes the program's exit status through") {
+    auto r = run({stallwatch_binary(), "run", "--", "/bin/sh", "-c", "exit 7"});
+    CHECK(r.exit_code == 7);
+    r = run({stallwatch_binary(), "run", "--", "/bin/sh", "-c", "kill -USR1 $$"});
+    CHECK(r.exit_code == 128 + SIGUSR1);
+    r = run({stallwatch_binary(), "run", "--", "/nonexistent/program"});
+    CHECK(r.exit_code == 127);
+    CHECK(r.err == "stallwatch: cannot run /nonexistent/program: No such file or directory\n");
+    // A program without a table runs normally (the notice comes after 2 s).
+    r = run({stallwatch_binary(), "run", "--", "/bin/echo", "hello"});
+    CHECK(r.exit_code == 0);
+    CHECK(r.out == "hello\n");
+}
+
+TEST_CASE("run passes signals on to the program") {
+    // The program traps each signal, says which it got, and exits 3 on TERM.
+    Child c({stallwatch_binary(), "run", "--", "/bin/sh", "-c",
+             "for s in INT HUP QUIT USR1 USR2; do trap \"echo got-$s\" $s; done; "
+             "trap 'echo got-TERM; exit 3' TERM; echo ready; while :; do sleep 0.02; done"});
+    REQUIRE(c.read_line() == std::optional<std::string>("ready"));
+    for (auto [sig, name] : std::vector<std::pair<int, std::string>>{
+             {SIGINT, "got-INT"}, {SIGHUP, "got-HUP"}, {SIGQUIT, "got-QUIT"}, {SIGUSR1, "got-USR1"},
+             {SIGUSR2, "got-USR2"}, {SIGTERM, "got-TERM"}}) {
+        INFO(name);
+        ::kill(c.pid(), sig);
+        CHECK(c.read_line() == std::optional<std::string>(name));
+    }
+    auto st = c.finish();
+    REQUIRE(st.has_value());
+    CHECK(WIFEXITED(*st));
+    CHECK(WEXITSTATUS(*st) == 3);
+}
+
+TEST_CASE("run watches the program from its start and keeps reports off its stdout") {
+    auto r = run({stallwatch_binary(), "run", "--threshold", "100ms", "--", fixture("sw_fixture_stall"),
+                  "--stall-ms", "500", "--exit-after-ms", "800"},
+                 30s);
+    CHECK(r.exit_code == 0);
+    // The program's own output, and nothing else, on stdout.
+    std::istringstream out(r.out);
+    int lines = 0;
+    for (std::string line; std::getline(out, line); ++lines)
+        CHECK((line.rfind("ready ", 0) == 0 || line.rfind("victim: done", 0) == 0));
+    CHECK(lines == 2);
+    CHECK(r.err.find("STALL #1: worker \"victim\"") != std::string::npos);
+    CHECK(r.err.find("sleep_in_handler") != std::string::npos);
+    CHECK(r.err.find("RECOVERED #1") != std::string::npos);
+}
+
+TEST_CASE("every JSON line of attach, dump and list validates against the schema") {
+    TempDir tmp;
+    std::string events = tmp.file("events.jsonl");
+    {
+        StallFixture fx({"--stall-ms", "450", "--workers", "2"});
+        auto w = watch_for({"attach", std::to_string(fx.pid), "--format", "json", "--threshold", "100ms"}, 900ms);
+        CHECK(w.exit_code == 0);
+        auto d = run({stallwatch_binary(), "dump", std::to_string(fx.pid), "--format", "json"});
+        CHECK(d.exit_code == 0);
+        auto a = run({stallwatch_binary(), "dump", std::to_string(fx.pid), "--all-threads", "--format", "json"});
+        CHECK(a.exit_code == 0);
+        auto l = run({stallwatch_binary(), "list", "--format", "json"});
+        CHECK(l.exit_code == 0);
+        std::ofstream(events) << w.out << d.out << a.out << l.out;
+
+        std::set<std::string> kinds;
+        for (const auto& j : json_lines(w.out + d.out + a.out + l.out)) kinds.insert(j["event"].get<std::string>());
+        for (const char* k : {"attached", "stall", "stall_update", "recovered", "detached", "sample", "process",
+                              "list_summary"})
+            CHECK_MESSAGE(kinds.count(k), "no " << k << " event");
+        // The stall names the worker, the function and the fixture's file.
+        bool found = false;
+        for (const auto& j : json_lines(w.out)) {
+            if (j["event"] != "stall") continue;
+            CHECK(j["thread.name"] == "victim");
+            CHECK(j["process.pid"] == fx.pid);
+            for (const auto& f : j["frames"])
+                if (f["code.function.name"] == "sleep_in_handler") {
+                    found = true;
+                    CHECK(f["code.file.path"].get<std::string>().find("fixtures/stall.c") != std::string::npos);
+                    CHECK(f["stallwatch.frame.class"] == "application");
+                }
+        }
+        CHECK(found);
+    }
+    require_valid_events(events);
+}
+
+TEST_CASE("a program whose names hold control bytes and invalid UTF-8 still gives valid JSON") {
+    TempDir tmp;
+    Child c({fixture("sw_fixture_workers"), "--app", std::string("bad\x01\xff\"name"), "--running", "1"});
+    auto line = c.read_line();
+    REQUIRE(line.has_value());
+    auto pid = field(*line, "pid").value_or(0);
+    auto d = run({stallwatch_binary(), "dump", std::to_string(pid), "--format", "json"});
+    CHECK(d.exit_code == 0);
+    std::ofstream(tmp.file("e.jsonl")) << d.out;
+    require_valid_events(tmp.file("e.jsonl"));
+}
+
+TEST_CASE("the stack fingerprint is the same across two runs with different ASLR") {
+    std::vector<std::string> prints, victim_addresses;
+    for (int i = 0; i < 2; ++i) {
+        StallFixture fx({"--stall-ms", "3000", "--depth", "3"});
+        auto r = run({stallwatch_binary(), "attach", std::to_string(fx.pid), "--once", "--format", "json"});
+        REQUIRE(r.exit_code == 0);
+        for (const auto& j : json_lines(r.out)) {
+            if (j["event"] != "stall") continue;
+            prints.push_back(j["stallwatch.stack.fingerprint"].get<std::string>());
+            for (const auto& f : j["frames"])
+                if (f["code.function.name"] == "sleep_in_handler")
+                    victim_addresses.push_back(f["stallwatch.frame.address"].get<std::string>());
+        }
+    }
+    REQUIRE(prints.size() == 2);
+    CHECK(prints[0].size() == 16);
+    CHECK(prints[0] == prints[1]);
+    REQUIRE(victim_addresses.size() == 2);
+    CHECK(victim_addresses[0] != victim_addresses[1]);  // ASLR did move the code
+}
+
+TEST_CASE("list finds a fixture and counts its stalled worker") {
+    StallFixture fx({"--stall-ms", "5000", "--workers", "2"});
+    auto r = run({stallwatch_binary(), "list", "--format", "json"});
+    CHECK(r.exit_code == 0);
+    bool found = false;
+    for (const auto& j : json_lines(r.out)) {
+        if (j["event"] != "process" || j["process.pid"] != fx.pid) continue;
+        found = true;
+        CHECK(j["service.name"] == "stall-fixture");
+        CHECK(j["stallwatch.workers.running"] == 3);
+        CHECK(j["stallwatch.workers.stalled"].get<int>() >= 1);
+    }
+    CHECK(found);
+    auto t = run({stallwatch_binary(), "list"});
+    CHECK(t.out.find(std::to_string(fx.pid)) != std::string::npos);
+    CHECK(t.out.find("stall-fixture") != std::string::npos);
+}
+
+TEST_CASE("folded output: one line per distinct stack, outermost first, with a count") {
+    StallFixture fx({"--stall-ms", "5000", "--depth", "1"});
+    auto w = watch_for({"attach", std::to_string(fx.pid), "--format", "folded", "--threshold", "100ms"}, 700ms);
+    CHECK(w.exit_code == 0);
+    std::istringstream in(w.out);
+    int victim_lines = 0;
+    for (std::string line; std::getline(in, line);) {
+        INFO(line);
+        auto space = line.rfind(' ');
+        REQUIRE(space != std::string::npos);
+        CHECK(std::stoi(line.substr(space + 1)) >= 1);
+        if (line.rfind("victim;", 0) == 0) {
+            ++victim_lines;
+            CHECK(line.find(";victim_main;handle_request;descend;descend;block_now;sleep_in_handler;") !=
+                  std::string::npos);
+            auto n = std::stoi(line.substr(space + 1));  // stall, 2x, 4x updates in 700 ms
+            CHECK(n >= 2);
+            CHECK(n <= 3);
+        }
+    }
+    CHECK(victim_lines == 1);
+}
+
+TEST_CASE("text folds runtime frames by default; --full shows them; JSON always has all") {
+    StallFixture fx({"--stall-ms", "5000"});
+    auto folded = run({stallwatch_binary(), "dump", std::to_string(fx.pid)});
+    auto full = run({stallwatch_binary(), "dump", std::to_string(fx.pid), "--full"});
+    auto js = run({stallwatch_binary(), "dump", std::to_string(fx.pid), "--format", "json"});
+    CHECK(folded.out.find("start_thread < ") != std::string::npos);
+    CHECK(folded.out.find("runtime frames: libc.so.6]") != std::string::npos);
+    CHECK(full.out.find("runtime frames") == std::string::npos);
+    CHECK(full.out.find(" start_thread") != std::string::npos);
+    std::size_t total = 0, app = 0;
+    for (const auto& j : json_lines(js.out))
+        for (const auto& f : j["frames"]) {
+            ++total;
+            app += f["stallwatch.frame.class"] == "application";
+        }
+    CHECK(app > 0);
+    CHECK(total > app);
+}
+
+TEST_CASE("dump shows every worker; --all-threads every thread, with or without a table") {
+    StallFixture fx({"--stall-ms", "5000", "--workers", "2"});
+    auto d = run({stallwatch_binary(), "dump", std::to_string(fx.pid)});
+    CHECK(d.exit_code == 0);
+    for (const char* w : {"\"busy-0\"", "\"busy-1\"", "\"victim\""}) CHECK(d.out.find(w) != std::string::npos);
+    CHECK(d.out.find("sleep_in_handler at ") != std::string::npos);
+
+    auto all = run({stallwatch_binary(), "dump", std::to_string(fx.pid), "--all-threads", "--format", "json"});
+    CHECK(all.exit_code == 0);
+    auto events = json_lines(all.out);
+    auto tasks = std::distance(fs::directory_iterator("/proc/" + std::to_string(fx.pid) + "/task"),
+                               fs::directory_iterator{});
+    CHECK(static_cast<long>(events.size()) == tasks);
+    bool main_thread = false;
+    for (const auto& j : events)
+        if (j["thread.id"] == fx.pid) {
+            main_thread = true;
+            CHECK(j["stallwatch.worker.slot"].is_null());
+        }
+    CHECK(main_thread);
+
+    Child plain({"/bin/sleep", "30"});
+    auto p = run({stallwatch_binary(), "dump", std::to_string(plain.pid()), "--all-threads"});
+    CHECK(p.exit_code == 0);
+    CHECK(p.out.find("nanosleep") != std::string::npos);
+    auto no = run({stallwatch_binary(), "dump", std::to_string(plain.pid())});
+    CHECK(no.exit_code == 5);
+}
