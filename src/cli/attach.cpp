@@ -14,17 +14,6 @@
 
 namespace sw::cli {
 
-std::ostream* open_output(const std::string& path, std::ofstream& file, std::ostream& fallback,
-                          std::ostream& err) {
-    if (path.empty()) return &fallback;
-    file.open(path, std::ios::app);
-    if (!file) {
-        fmt::print(err, "stallwatch: cannot open {} for appending: {}\n", path, std::strerror(errno));
-        return nullptr;
-    }
-    return &file;
-}
-
 int run_attach(const AttachOptions& opt, std::ostream& out, std::ostream& err) {
     std::ofstream file;
     std::ostream* sink = open_output(opt.output, file, out, err);

@@ -38,17 +38,4 @@ int run_status(const StatusOptions& opt, std::ostream& out, std::ostream& err) {
     return exit_code::ok;
 }
 
-int run(const Options& opt, std::ostream& out, std::ostream& err) {
-    struct Dispatch {
-        std::ostream& out;
-        std::ostream& err;
-        int operator()(const StatusOptions& o) const { return run_status(o, out, err); }
-        int operator()(const AttachOptions& o) const { return run_attach(o, out, err); }
-        int operator()(const DumpOptions& o) const { return run_dump(o, out, err); }
-        int operator()(const RunOptions& o) const { return run_run(o, err); }
-        int operator()(const ListOptions& o) const { return run_list(o, out, err); }
-    };
-    return std::visit(Dispatch{out, err}, opt.command);
-}
-
 }  // namespace sw::cli
