@@ -1,0 +1,149 @@
+// Command-line parsing, durations, frame classes and fingerprints.
+#include <doctest/doctest.h>
+
+#include "cli/options.hpp"
+#include "common/duration.hpp"
+#include "common/text.hpp"
+#include "report/classify.hpp"
+#include "report/report.hpp"
+
+using namespace std::chrono_literals;
+using sw::cli::parse_command_line;
+
+namespace {
+template <class T>
+T parsed(std::vector<std::string> args) {
+    args.insert(args.begin(), "stallwatch");
+    auto r = parse_command_line(args);
+    auto* o = std::get_if<sw::cli::Options>(&r);
+    REQUIRE_MESSAGE(o, (o ? "" : std::get<sw::cli::EarlyExit>(r).err));
+    auto* t = std::get_if<T>(&o->command);
+    REQUIRE(t);
+    return *t;
+}
+sw::cli::EarlyExit early(std::vector<std::string> args) {
+    args.insert(args.begin(), "stallwatch");
+    auto r = parse_command_line(args);
+    auto* e = std::get_if<sw::cli::EarlyExit>(&r);
+    REQUIRE(e);
+    return *e;
+}
+sw::symbolize::Frame frame(std::string fn, std::string module, std::string file = "") {
+    sw::symbolize::Frame f;
+    f.function = std::move(fn);
+    f.module = std::move(module);
+    if (!file.empty()) f.location = sw::symbolize::SourceLocation{file, 1, 0};
+    return f;
+}
+}  // namespace
+
+TEST_CASE("durations need a unit") {
+    CHECK(sw::parse_duration("250ms") == 250ms);
+    CHECK(sw::parse_duration("2s") == 2s);
+    CHECK(sw::parse_duration("1.5s") == 1500ms);
+    CHECK(sw::parse_duration("100us") == 100us);
+    CHECK(sw::parse_duration("3m") == 3min);
+    CHECK(sw::parse_duration("0s") == 0s);
+    for (const char* bad : {"100", "ms", "", "1..2s", "-5ms", "5 ms", "5parsecs", "1e3ms"})
+        CHECK_MESSAGE(!sw::parse_duration(bad), bad);
+    CHECK(sw::format_duration(850us) == "850us");
+    CHECK(sw::format_duration(105ms) == "105ms");
+    CHECK(sw::format_duration(2300ms) == "2.30s");
+    CHECK(sw::format_duration(185s) == "3m05s");
+}
+
+TEST_CASE("attach options and their defaults") {
+    auto a = parsed<sw::cli::AttachOptions>({"attach", "42"});
+    CHECK(a.pid == 42);
+    CHECK(a.threshold == 100ms);
+    CHECK(a.interval == 10ms);
+    CHECK_FALSE(a.once);
+    CHECK(a.format == sw::report::Format::text);
+    a = parsed<sw::cli::AttachOptions>({"attach", "7", "--threshold", "250ms", "-i", "5ms", "--once",
+                                        "--format", "json", "--max-frames", "12", "-o", "/tmp/x", "--full"});
+    CHECK(a.threshold == 250ms);
+    CHECK(a.interval == 5ms);
+    CHECK(a.once);
+    CHECK(a.format == sw::report::Format::json);
+    CHECK(a.max_frames == 12);
+    CHECK(a.output == "/tmp/x");
+    CHECK(a.full);
+}
+
+TEST_CASE("usage errors are one line and exit 64") {
+    for (std::vector<std::string> bad : {std::vector<std::string>{"attach"},
+                                         {"attach", "-3"},
+                                         {"attach", "1", "--threshold", "100"},
+                                         {"attach", "1", "--interval", "0s"},
+                                         {"attach", "1", "--format", "xml"},
+                                         {"dump"},
+                                         {"run"},
+                                         {"bogus"},
+                                         {}}) {
+        auto e = early(bad);
+        CHECK(e.code == 64);
+        CHECK(e.out.empty());
+        CHECK(e.err.rfind("stallwatch: ", 0) == 0);
+        CHECK(std::count(e.err.begin(), e.err.end(), '\n') == 1);
+    }
+    CHECK(early({"attach", "1", "--threshold", "100"}).err.find("unit") != std::string::npos);
+}
+
+TEST_CASE("run takes the program and its own options after --") {
+    auto r = parsed<sw::cli::RunOptions>({"run", "--threshold", "1s", "--", "./app", "--threshold", "x"});
+    CHECK(r.threshold == 1s);
+    CHECK(r.command == std::vector<std::string>{"./app", "--threshold", "x"});
+}
+
+TEST_CASE("dump and list") {
+    auto d = parsed<sw::cli::DumpOptions>({"dump", "9", "--all-threads", "-f", "folded"});
+    CHECK(d.all_threads);
+    CHECK(d.format == sw::report::Format::folded);
+    auto l = parsed<sw::cli::ListOptions>({"list", "--format", "json"});
+    CHECK(l.format == sw::report::Format::json);
+}
+
+TEST_CASE("help and version exit 0 on stdout") {
+    auto v = early({"--version"});
+    CHECK(v.code == 0);
+    CHECK(v.out.find("table format versions: 1") != std::string::npos);
+    auto h = early({"attach", "--help"});
+    CHECK(h.code == 0);
+    CHECK(h.out.find("--threshold") != std::string::npos);
+}
+
+TEST_CASE("frame classes") {
+    using sw::report::classify;
+    using sw::report::FrameClass;
+    const std::string exe = "/srv/app/bin/server";
+    CHECK(classify(frame("handle", exe), exe) == FrameClass::application);
+    CHECK(classify(frame("clock_nanosleep", "/usr/lib/x86_64-linux-gnu/libc.so.6"), exe) == FrameClass::libc);
+    CHECK(classify(frame("x", "/usr/lib/x86_64-linux-gnu/libstdc++.so.6.0.30"), exe) == FrameClass::cxx_runtime);
+    CHECK(classify(frame("void std::this_thread::sleep_for<long>()", exe, "/usr/include/c++/12/bits/this_thread_sleep.h"),
+                   exe) == FrameClass::cxx_runtime);
+    CHECK(classify(frame("uv_run", "/usr/lib/x86_64-linux-gnu/libuv.so.1"), exe) == FrameClass::runtime);
+    CHECK(classify(frame("x", "/usr/lib/x86_64-linux-gnu/libcurl.so.4"), exe) == FrameClass::runtime);
+    CHECK(classify(frame("plugin_fn", "/opt/app/lib/libplugin.so"), exe) == FrameClass::application);
+    CHECK(classify(frame("", ""), exe) == FrameClass::unknown);
+}
+
+TEST_CASE("fingerprints ignore addresses and glibc aliases, and see function changes") {
+    auto a = frame("__GI___clock_nanosleep", "/usr/lib/x86_64-linux-gnu/libc.so.6");
+    auto b = frame("clock_nanosleep", "/lib/x86_64-linux-gnu/libc.so.6");  // other path, no debug info
+    auto app = frame("sleep_in_handler", "/build/a/sw_fixture_stall");
+    auto app2 = frame("sleep_in_handler", "/opt/other/sw_fixture_stall");
+    a.pc = 0x7f0000001000;
+    b.pc = 0x7f1111112000;
+    CHECK(sw::report::stack_fingerprint({a, app}) == sw::report::stack_fingerprint({b, app2}));
+    CHECK(sw::report::stack_fingerprint({a, app}) != sw::report::stack_fingerprint({app, a}));
+    CHECK(sw::report::stack_fingerprint({a, app}) != sw::report::stack_fingerprint({a, frame("other", "/x/sw_fixture_stall")}));
+    CHECK(sw::report::stack_fingerprint({a}).size() == 16);
+    CHECK(sw::report::canonical_function("__GI___libc_read") == "libc_read");
+    CHECK(sw::report::canonical_function("_ZN3foo3barEv") == "_ZN3foo3barEv");
+}
+
+TEST_CASE("names from the target are made printable") {
+    CHECK(sw::printable("ok name") == "ok name");
+    CHECK(sw::printable("a\nb\x1b[2J") == "a\\x0ab\\x1b[2J");
+    CHECK(sw::printable("back\\slash") == "back\\x5cslash");
+}
