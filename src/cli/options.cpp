@@ -71,9 +71,10 @@ ParseResult parse_command_line(const std::vector<std::string>& args) {
                  "stallwatch"};
     app.require_subcommand(1);
     app.set_version_flag("-V,--version", version_text);
-    app.footer("Exit status: 0 ok, 1 failure, 2 target exited, 3 no such process, 4 not "
-               "permitted, 5 no table, 6 unsupported or corrupt table, 64 usage error.\n"
-               "See stallwatch(1).");
+    app.footer("Exit status: 0 ok, 1 failure (dump: some thread could not be sampled), 2 target "
+               "exited, 3 no such process, 4 not permitted, 5 no table, 6 unsupported or corrupt "
+               "table, 64 usage error. run exits with the program's status (128+N if signal N "
+               "killed it; 126/127 if it could not be started).\nSee stallwatch(1).");
 
     StatusOptions status;
     auto* st = app.add_subcommand("status", "Print the progress table of a process: one line per "
@@ -88,7 +89,8 @@ ParseResult parse_command_line(const std::vector<std::string>& args) {
         "attach",
         "Watch a running process and print the stack of every worker that stops making progress "
         "while not parked. Only the stalled thread is stopped, for the few microseconds it takes "
-        "to copy its registers and stack. Runs until Ctrl-C, SIGTERM or the process exits.");
+        "to copy its registers and stack. Runs until Ctrl-C, SIGTERM or SIGHUP (exit 0), the "
+        "process's exit (exit 2), or with --once the first report (exit 0).");
     at->add_option("pid", attach.pid, "Process id of the instrumented program")
         ->required()
         ->check(CLI::PositiveNumber);

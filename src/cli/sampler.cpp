@@ -28,6 +28,16 @@ report::Target describe_target(pid_t pid, std::string app_name) {
 Sampler::Sampler(report::Target target, SamplerOptions opt)
     : target_(std::move(target)), opt_(opt), unwinder_(target_.pid), symbolizer_(target_.pid, opt.symbols) {}
 
+void Sampler::prewarm() {
+    auto maps = proc::read_maps(target_.pid);
+    if (!maps) return;
+    symbolizer_.refresh(*maps);
+    unwind::RawStack probe;
+    for (const auto& m : *maps)
+        if (m.executable && !m.path.empty() && m.path[0] == '/') probe.frames.push_back({m.start, true});
+    (void)symbolizer_.symbolize(probe);
+}
+
 std::optional<report::StallReport> Sampler::sample(const detect::Event& event,
                                                    const proc::StillStalled& still_stalled) {
     report::StallReport r;

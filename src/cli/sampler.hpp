@@ -31,6 +31,11 @@ public:
     std::optional<report::StallReport> sample(const detect::Event& event,
                                               const proc::StillStalled& still_stalled);
 
+    // Loads the modules and their debug info now, so that the first stall
+    // report does not pay for it (decompressing a large debug file can take
+    // tens of milliseconds). Best effort.
+    void prewarm();
+
     const report::Target& target() const { return target_; }
 
 private:

@@ -103,6 +103,7 @@ WatchResult watch(pid_t pid, const WatchOptions& opt, report::Writer& writer, st
         target = describe_target(pid, snap ? snap->header.app_name : std::string{});
         table.emplace(std::move(*t));
         sampler.emplace(target, opt.sampler);
+        sampler->prewarm();
         std::size_t workers = snap ? snap->workers.size() : 0;
         fmt::print(err, "stallwatch: watching pid {} ({}), {} worker(s); threshold {}, interval {}\n", pid,
                    printable(target.process_name), workers, format_duration(opt.threshold),
@@ -120,13 +121,15 @@ WatchResult watch(pid_t pid, const WatchOptions& opt, report::Writer& writer, st
     auto next = Clock::now();
     for (;;) {
         next += opt.interval;
-        auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next - Clock::now());
+        auto wait = next - Clock::now();
         if (wait.count() < 0) {  // we fell behind: do not try to catch up in a burst
             next = Clock::now();
-            wait = std::chrono::milliseconds(0);
+            wait = Clock::duration::zero();
         }
+        auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(wait).count();
+        timespec ts{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
         pollfd fds[2] = {{sigq.fd(), POLLIN, 0}, {pidfd.get(), POLLIN, 0}};
-        int n = ::poll(fds, pidfd.valid() ? 2 : 1, static_cast<int>(wait.count()));
+        int n = ::ppoll(fds, pidfd.valid() ? 2 : 1, &ts, nullptr);
         if (n < 0 && errno != EINTR)
             return fail(make_error(Errc::io, fmt::format("poll: {}", std::strerror(errno)), errno));
         if (n > 0 && (fds[0].revents & POLLIN)) {

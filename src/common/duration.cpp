@@ -8,6 +8,7 @@
 namespace sw {
 
 std::optional<std::chrono::nanoseconds> parse_duration(std::string_view text) {
+    if (text == "0") return std::chrono::nanoseconds(0);  // zero needs no unit
     std::size_t i = 0;
     while (i < text.size() && ((text[i] >= '0' && text[i] <= '9') || text[i] == '.')) ++i;
     if (i == 0 || i == text.size()) return std::nullopt;

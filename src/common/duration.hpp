@@ -9,7 +9,7 @@
 namespace sw {
 
 // Accepts ns, us, ms, s, m and h, with an optional fraction. A bare number
-// is refused: "100" could mean anything.
+// is refused ("100" could mean anything), except 0.
 std::optional<std::chrono::nanoseconds> parse_duration(std::string_view text);
 
 // For people: "850us", "105ms", "2.30s", "3m05s".

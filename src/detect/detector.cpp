@@ -66,7 +66,9 @@ std::vector<Event> Detector::observe(const table::Snapshot& snap, Clock::time_po
             t.stalled += dt;
             if (!t.episode && t.stalled >= cfg_.threshold) {
                 t.episode = next_episode_++;
-                t.next_report = cfg_.threshold;
+                // Updates at 2x, 4x ... the threshold; with a zero threshold,
+                // of the interval, so that updates do not come every read.
+                t.next_report = std::max(cfg_.threshold, cfg_.interval);
                 emit_report(out, t, EventKind::stall, now);
             } else if (t.episode && t.stalled >= t.next_report) {
                 emit_report(out, t, EventKind::stall_update, now);

@@ -4,6 +4,7 @@
 #include <sys/ptrace.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
+#include <sched.h>
 #include <time.h>
 
 #include <fmt/format.h>
@@ -62,6 +63,69 @@ Error seize_error(pid_t pid, pid_t tid, int e) {
     return make_error(Errc::io, fmt::format("ptrace(SEIZE) of thread {}: {}", tid, std::strerror(e)), e);
 }
 
+// Interrupts a blocking waitpid of this thread at a deadline: a timer
+// signals this thread (SIGALRM, handled without SA_RESTART, so the wait
+// returns EINTR) at the deadline and then every 20 ms, so that a signal
+// that lands just before the wait begins cannot leave it blocked for good.
+class WaitTimer {
+public:
+    explicit WaitTimer(Clock::time_point deadline) {
+        static const bool installed = [] {
+            struct sigaction sa {};
+            sa.sa_handler = [](int) {};
+            sigemptyset(&sa.sa_mask);
+            sa.sa_flags = 0;  // no SA_RESTART
+            return ::sigaction(SIGALRM, &sa, nullptr) == 0;
+        }();
+        if (!installed) return;
+        sigevent ev{};
+        ev.sigev_notify = SIGEV_THREAD_ID;
+        ev.sigev_signo = SIGALRM;
+        ev._sigev_un._tid = ::gettid();
+        if (::timer_create(CLOCK_MONOTONIC, &ev, &timer_) != 0) return;
+        armed_ = true;
+        auto left = std::max(Clock::duration(std::chrono::microseconds(1)), deadline - Clock::now());
+        auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(left).count();
+        itimerspec its{};
+        its.it_value = {static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
+        its.it_interval = {0, 20'000'000};
+        ::timer_settime(timer_, 0, &its, nullptr);
+    }
+    ~WaitTimer() {
+        if (armed_) ::timer_delete(timer_);
+    }
+    WaitTimer(const WaitTimer&) = delete;
+    WaitTimer& operator=(const WaitTimer&) = delete;
+
+private:
+    timer_t timer_{};
+    bool armed_ = false;
+};
+
+// For the length of the capture, run at the lowest real-time priority when
+// we may (root or CAP_SYS_NICE): a tracer preempted inside the window keeps
+// the target thread stopped for a time slice. Nothing changes otherwise.
+class RealtimeWindow {
+public:
+    RealtimeWindow() {
+        old_policy_ = ::sched_getscheduler(0);
+        if (old_policy_ != SCHED_OTHER || ::sched_getparam(0, &old_) != 0) return;
+        sched_param p{};
+        p.sched_priority = 1;
+        raised_ = ::sched_setscheduler(0, SCHED_FIFO, &p) == 0;
+    }
+    ~RealtimeWindow() {
+        if (raised_) ::sched_setscheduler(0, old_policy_, &old_);
+    }
+    RealtimeWindow(const RealtimeWindow&) = delete;
+    RealtimeWindow& operator=(const RealtimeWindow&) = delete;
+
+private:
+    int old_policy_ = SCHED_OTHER;
+    sched_param old_{};
+    bool raised_ = false;
+};
+
 // Owns the tracing of one thread from PTRACE_SEIZE until the detach.
 class Seized {
 public:
@@ -70,12 +134,15 @@ public:
     Seized& operator=(const Seized&) = delete;
     ~Seized() { release(); }
 
-    // Waits for the stop that PTRACE_INTERRUPT (or a signal) causes.
+    // Waits for the stop that PTRACE_INTERRUPT (or a signal) causes. The
+    // wait blocks (no spinning or yielding: on a busy machine a yield hands
+    // the CPU away for a whole time slice while the thread sits stopped);
+    // a timer interrupts it at the deadline.
     Status wait_stop(Clock::time_point deadline) {
-        // Most stops arrive within microseconds: spin politely first, then back off.
-        for (unsigned round = 0;; ++round) {
+        WaitTimer timer(deadline);
+        for (;;) {
             int status = 0;
-            pid_t r = ::waitpid(tid_, &status, WNOHANG | __WALL);
+            pid_t r = ::waitpid(tid_, &status, __WALL);
             if (r == tid_) {
                 if (WIFEXITED(status) || WIFSIGNALED(status)) {
                     gone_ = true;
@@ -103,12 +170,6 @@ public:
                 return make_error(Errc::io, fmt::format("thread {} did not stop in time (in "
                                                         "uninterruptible sleep?)",
                                                         tid_));
-            if (round < 64) {
-                ::sched_yield();
-            } else {
-                timespec ts{0, 20'000};
-                ::nanosleep(&ts, nullptr);
-            }
         }
     }
 
@@ -134,25 +195,35 @@ private:
     int signal_ = 0;
 };
 
-void copy_stack(pid_t pid, const Registers& regs, const std::vector<Mapping>& maps,
-                std::size_t max_bytes, StackCopy& out) {
+// The buffer the stack is read into inside the window: allocated and touched
+// before any stop, so the window pays no allocation and no page fault.
+std::vector<std::byte>& scratch(std::size_t size) {
+    static thread_local std::vector<std::byte> buf;
+    if (buf.size() < size) buf.assign(size, std::byte{0});
+    return buf;
+}
+
+// Copies [sp - red zone, end of the stack mapping) capped at `max_bytes`
+// into `buf`; returns the base address and the bytes read.
+std::pair<std::uint64_t, std::size_t> copy_stack(pid_t pid, const Registers& regs,
+                                                 const std::vector<Mapping>& maps,
+                                                 std::vector<std::byte>& buf, bool& reached_top) {
     std::uint64_t lo = regs.sp >= red_zone ? regs.sp - red_zone : 0;
-    std::uint64_t hi = lo + max_bytes;
+    std::uint64_t hi = lo + buf.size();
     const Mapping* m = find_mapping(maps, regs.sp);
     if (m) {
         lo = std::max(lo, m->start);
         if (m->end <= hi) {
             hi = m->end;
-            out.reached_top = true;
+            reached_top = true;
         }
     }
-    out.base = lo;
-    out.bytes.resize(hi - lo);
-    iovec local{out.bytes.data(), out.bytes.size()};
-    iovec remote{reinterpret_cast<void*>(lo), out.bytes.size()};
+    iovec local{buf.data(), static_cast<std::size_t>(hi - lo)};
+    iovec remote{reinterpret_cast<void*>(lo), static_cast<std::size_t>(hi - lo)};
     ssize_t n = ::process_vm_readv(pid, &local, 1, &remote, 1, 0);
-    out.bytes.resize(n > 0 ? static_cast<std::size_t>(n) : 0);
-    if (n > 0 && static_cast<std::uint64_t>(n) < hi - lo) out.reached_top = true;  // end of readable memory
+    std::size_t got = n > 0 ? static_cast<std::size_t>(n) : 0;
+    if (got > 0 && got < hi - lo) reached_top = true;  // end of readable memory
+    return {lo, got};
 }
 
 }  // namespace
@@ -161,6 +232,15 @@ Result<CaptureOutcome> capture_thread(pid_t pid, pid_t tid, const std::vector<Ma
                                       const CaptureOptions& opt, const StillStalled& still_stalled) {
     // No PTRACE_O_EXITKILL, no other option: if we die, the kernel detaches
     // and the thread runs on.
+    {
+        std::lock_guard lk(lingering_mutex);
+        if (std::find(lingering.begin(), lingering.end(), tid) != lingering.end())
+            return make_error(Errc::io, fmt::format("thread {} has still not stopped since the last attempt "
+                                                    "(uninterruptible sleep?)",
+                                                    tid));
+    }
+    auto& buf = scratch(opt.max_stack_bytes);
+    RealtimeWindow priority;
     if (::ptrace(PTRACE_SEIZE, tid, nullptr, nullptr) != 0) return seize_error(pid, tid, errno);
     Seized guard(tid);
     auto t0 = Clock::now();
@@ -180,7 +260,7 @@ Result<CaptureOutcome> capture_thread(pid_t pid, pid_t tid, const std::vector<Ma
         return make_error(e == ESRCH ? Errc::no_such_process : Errc::io,
                           fmt::format("reading the registers of thread {}: {}", tid, std::strerror(e)), e);
     }
-    copy_stack(pid, out.capture.regs, maps, opt.max_stack_bytes, out.capture.stack);
+    auto [base, got] = copy_stack(pid, out.capture.regs, maps, buf, out.capture.stack.reached_top);
     if (test_hold_us > 0) {
         timespec ts{test_hold_us / 1'000'000, test_hold_us % 1'000'000 * 1000};
         while (::nanosleep(&ts, &ts) != 0 && errno == EINTR) {
@@ -191,6 +271,8 @@ Result<CaptureOutcome> capture_thread(pid_t pid, pid_t tid, const std::vector<Ma
     guard.release();
     // ---- end of the window ----
     out.capture.stopped = Clock::now() - t0;
+    out.capture.stack.base = base;
+    out.capture.stack.bytes.assign(buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(got));
     return out;
 }
 

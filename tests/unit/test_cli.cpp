@@ -44,6 +44,7 @@ TEST_CASE("durations need a unit") {
     CHECK(sw::parse_duration("100us") == 100us);
     CHECK(sw::parse_duration("3m") == 3min);
     CHECK(sw::parse_duration("0s") == 0s);
+    CHECK(sw::parse_duration("0") == 0s);
     for (const char* bad : {"100", "ms", "", "1..2s", "-5ms", "5 ms", "5parsecs", "1e3ms"})
         CHECK_MESSAGE(!sw::parse_duration(bad), bad);
     CHECK(sw::format_duration(850us) == "850us");

@@ -237,3 +237,15 @@ TEST_CASE("several workers are tracked independently") {
     REQUIRE(stalls.size() == 1);
     CHECK(stalls[0].worker.name == "stuck");
 }
+
+TEST_CASE("a zero threshold reports at once, and updates still back off") {
+    Config c;
+    c.threshold = 0ms;
+    Sim s(c);
+    s.add(0, 10);
+    s.run(20ms);  // the first read only starts the track; the second one reports
+    CHECK(s.of(EventKind::stall).size() == 1);
+    s.run(200ms);
+    // Updates at 20, 40, 80, 160 ms of stall: not one per read.
+    CHECK(s.of(EventKind::stall_update).size() == 4);
+}
