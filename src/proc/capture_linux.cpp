@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <optional>
 
 #include "proc/capture.hpp"
 #include "proc/process.hpp"
@@ -134,15 +135,21 @@ public:
     Seized& operator=(const Seized&) = delete;
     ~Seized() { release(); }
 
-    // Waits for the stop that PTRACE_INTERRUPT (or a signal) causes. The
-    // wait blocks (no spinning or yielding: on a busy machine a yield hands
-    // the CPU away for a whole time slice while the thread sits stopped);
-    // a timer interrupts it at the deadline.
+    // Waits for the stop that PTRACE_INTERRUPT (or a signal) causes: 50 us
+    // of polling, then a blocking wait that a timer ends at the deadline.
+    // Never a yield: on a busy machine a yield hands the CPU away for a
+    // whole time slice while the thread sits stopped.
     Status wait_stop(Clock::time_point deadline) {
-        WaitTimer timer(deadline);
+        // A stop usually comes within microseconds: poll for a short while
+        // (never yielding) so that we see it at once, then block.
+        auto spin_until = Clock::now() + std::chrono::microseconds(50);
+        std::optional<WaitTimer> timer;
         for (;;) {
             int status = 0;
-            pid_t r = ::waitpid(tid_, &status, __WALL);
+            bool spinning = Clock::now() < spin_until;
+            if (!spinning && !timer) timer.emplace(deadline);
+            pid_t r = ::waitpid(tid_, &status, __WALL | (spinning ? WNOHANG : 0));
+            if (r == 0) continue;  // not stopped yet (spinning)
             if (r == tid_) {
                 if (WIFEXITED(status) || WIFSIGNALED(status)) {
                     gone_ = true;
