@@ -10,6 +10,7 @@ PACKAGES="
   libunwind-dev libdw-dev elfutils
   libcli11-dev libfmt-dev doctest-dev libbenchmark-dev nlohmann-json3-dev
   binutils clang python3 python3-jsonschema
+  elfutils libc6-dbg memcached groff-base
 "
 # Only touch apt when something is missing: a warm machine sets up in a second.
 missing=""

@@ -120,7 +120,7 @@ public:
         j["stallwatch.thread.wchan"] = r.thread.wchan.empty() ? json(nullptr) : json(r.thread.wchan);
         j["stallwatch.capture_error"] = r.capture_error.empty() ? json(nullptr) : json(r.capture_error);
         j["stallwatch.stop_window_us"] = static_cast<double>(r.stop_window.count()) / 1e3;
-        j["stallwatch.stack.fingerprint"] = r.frames.empty() ? json(nullptr) : json(stack_fingerprint(r.frames));
+        j["stallwatch.stack.fingerprint"] = r.frames.empty() ? json(nullptr) : json(stack_fingerprint(r.frames, r.target.executable));
         j["stallwatch.stack.truncated"] = r.stopped_early.empty() ? json(nullptr) : json(r.stopped_early);
         json frames = json::array();
         for (std::size_t i = 0; i < r.frames.size(); ++i)

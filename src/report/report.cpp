@@ -14,19 +14,29 @@ std::optional<std::size_t> first_application_frame(const StallReport& r) {
     return std::nullopt;
 }
 
-std::string_view canonical_function(std::string_view name) {
-    // glibc's debug info names internal aliases (__GI___clock_nanosleep)
-    // where its symbol table says clock_nanosleep: the same function, so the
-    // same fingerprint with or without libc6-dbg installed.
+std::string canonical_function(std::string_view name) {
+    // One function can go by several names: a symbol version (read@GLIBC_2.2.5),
+    // a compiler clone (foo.isra.0, foo.constprop.1, foo.cold), glibc's
+    // internal aliases in its debug info (__GI___libc_read for read).
+    if (auto at = name.find('@'); at != std::string_view::npos) name = name.substr(0, at);
+    if (auto clone = name.find(" [clone "); clone != std::string_view::npos) name = name.substr(0, clone);
+    for (std::string_view suffix : {".isra.", ".constprop.", ".part.", ".cold", ".lto_priv.", ".localalias"})
+        if (auto dot = name.find(suffix); dot != std::string_view::npos && dot > 0) name = name.substr(0, dot);
     if (name.substr(0, 5) == "__GI_") name.remove_prefix(5);
-    while (!name.empty() && name.front() == '_' && name.substr(0, 2) != "_Z") name.remove_prefix(1);
-    return name;
+    if (name.substr(0, 2) != "_Z")
+        while (!name.empty() && name.front() == '_') name.remove_prefix(1);
+    if (name.substr(0, 5) == "libc_") name.remove_prefix(5);
+    return std::string(name);
 }
 
-std::string stack_fingerprint(const std::vector<symbolize::Frame>& frames) {
-    // FNV-1a over module file name and function of every frame: no address,
-    // no path, so ASLR, install prefixes and rebuilds with the same code
-    // leave it unchanged.
+std::string stack_fingerprint(const std::vector<symbolize::Frame>& frames, const std::string& executable) {
+    // FNV-1a over module file name and canonical function of the frames that
+    // identify the stall: the application's own frames (or, when there are
+    // none, every named frame). Addresses, paths and the C library's
+    // internals stay out, so ASLR, install prefixes, other glibc versions
+    // and whether debug info is installed leave it unchanged.
+    bool any_app = false;
+    for (const auto& f : frames) any_app = any_app || is_application_frame(f, executable);
     std::uint64_t h = 0xcbf29ce484222325ull;
     auto mix = [&](std::string_view s) {
         for (unsigned char c : s) {
@@ -37,8 +47,9 @@ std::string stack_fingerprint(const std::vector<symbolize::Frame>& frames) {
         h *= 0x100000001b3ull;
     };
     for (const auto& f : frames) {
+        if (any_app ? !is_application_frame(f, executable) : f.function.empty()) continue;
         mix(basename_of(f.module));
-        mix(f.function.empty() ? std::string_view("??") : canonical_function(f.function));
+        mix(f.function.empty() ? std::string("??") : canonical_function(f.function));
     }
     char out[17];
     static constexpr char hex[] = "0123456789abcdef";

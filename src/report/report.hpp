@@ -44,12 +44,14 @@ bool is_application_frame(const symbolize::Frame& f, const std::string& executab
 // Index of the first application frame, if any.
 std::optional<std::size_t> first_application_frame(const StallReport& r);
 
-// The name a function goes by for the fingerprint: glibc's internal
-// aliases and leading underscores removed.
-std::string_view canonical_function(std::string_view name);
+// The name a function goes by for the fingerprint and for comparisons:
+// without symbol version, compiler clone suffix, glibc's __GI_ aliases and
+// leading underscores.
+std::string canonical_function(std::string_view name);
 
 // A stable identity of a stack: 16 hex digits from the module file name and
-// function of each frame, the same across ASLR, restarts and hosts.
-std::string stack_fingerprint(const std::vector<symbolize::Frame>& frames);
+// canonical function of its application frames (all named frames when it
+// has none), the same across ASLR, restarts, hosts and debug info.
+std::string stack_fingerprint(const std::vector<symbolize::Frame>& frames, const std::string& executable);
 
 }  // namespace sw::report

@@ -128,19 +128,30 @@ TEST_CASE("frame classes") {
     CHECK(classify(frame("", ""), exe) == FrameClass::unknown);
 }
 
-TEST_CASE("fingerprints ignore addresses and glibc aliases, and see function changes") {
-    auto a = frame("__GI___clock_nanosleep", "/usr/lib/x86_64-linux-gnu/libc.so.6");
-    auto b = frame("clock_nanosleep", "/lib/x86_64-linux-gnu/libc.so.6");  // other path, no debug info
-    auto app = frame("sleep_in_handler", "/build/a/sw_fixture_stall");
-    auto app2 = frame("sleep_in_handler", "/opt/other/sw_fixture_stall");
-    a.pc = 0x7f0000001000;
-    b.pc = 0x7f1111112000;
-    CHECK(sw::report::stack_fingerprint({a, app}) == sw::report::stack_fingerprint({b, app2}));
-    CHECK(sw::report::stack_fingerprint({a, app}) != sw::report::stack_fingerprint({app, a}));
-    CHECK(sw::report::stack_fingerprint({a, app}) != sw::report::stack_fingerprint({a, frame("other", "/x/sw_fixture_stall")}));
-    CHECK(sw::report::stack_fingerprint({a}).size() == 16);
-    CHECK(sw::report::canonical_function("__GI___libc_read") == "libc_read");
+TEST_CASE("fingerprints: application frames only, no addresses, no paths, no glibc internals") {
+    const std::string exe = "/build/a/sw_fixture_stall";
+    auto libc_dbg = frame("__GI___clock_nanosleep", "/usr/lib/x86_64-linux-gnu/libc.so.6");
+    auto libc_plain = frame("clock_nanosleep@GLIBC_2.2.5", "/lib/x86_64-linux-gnu/libc.so.6");
+    auto start = frame("start_thread", "/usr/lib/x86_64-linux-gnu/libc.so.6");
+    auto unnamed = frame("", "/lib/x86_64-linux-gnu/libc.so.6");
+    auto app = frame("sleep_in_handler", exe);
+    auto app_clone = frame("sleep_in_handler.isra.0", "/opt/other/sw_fixture_stall");
+    auto caller = frame("handle_request", exe);
+    libc_dbg.pc = 0x7f0000001000;
+    libc_plain.pc = 0x7f1111112000;
+    using sw::report::stack_fingerprint;
+    // With libc debug info, and without it on another host with another path.
+    CHECK(stack_fingerprint({libc_dbg, app, caller, start}, exe) ==
+          stack_fingerprint({libc_plain, app_clone, caller, unnamed}, "/opt/other/sw_fixture_stall"));
+    CHECK(stack_fingerprint({app, caller}, exe) != stack_fingerprint({caller, app}, exe));
+    CHECK(stack_fingerprint({app, caller}, exe) != stack_fingerprint({frame("other", exe), caller}, exe));
+    // No application frame at all: the named frames decide.
+    CHECK(stack_fingerprint({libc_dbg, start}, exe) == stack_fingerprint({libc_plain, start, unnamed}, exe));
+    CHECK(stack_fingerprint({app}, exe).size() == 16);
+    CHECK(sw::report::canonical_function("__GI___libc_read") == "read");
+    CHECK(sw::report::canonical_function("___pthread_cond_wait") == "pthread_cond_wait");
     CHECK(sw::report::canonical_function("_ZN3foo3barEv") == "_ZN3foo3barEv");
+    CHECK(sw::report::canonical_function("foo(int) [clone .cold]") == "foo(int)");
 }
 
 TEST_CASE("names from the target are made printable") {
