@@ -111,9 +111,10 @@ TEST_CASE("run passes signals on to the program") {
              "for s in INT HUP QUIT USR1 USR2; do trap \"echo got-$s\" $s; done; "
              "trap 'echo got-TERM; exit 3' TERM; echo ready; while :; do sleep 0.02; done"});
     REQUIRE(c.read_line() == std::optional<std::string>("ready"));
-    for (auto [sig, name] : std::vector<std::pair<int, std::string>>{
+    for (const auto& [sig, signame] : std::vector<std::pair<int, std::string>>{
              {SIGINT, "got-INT"}, {SIGHUP, "got-HUP"}, {SIGQUIT, "got-QUIT"}, {SIGUSR1, "got-USR1"},
              {SIGUSR2, "got-USR2"}, {SIGTERM, "got-TERM"}}) {
+        const std::string name = signame;  // clang 14: no structured binding in INFO's lambda
         INFO(name);
         ::kill(c.pid(), sig);
         CHECK(c.read_line() == std::optional<std::string>(name));
