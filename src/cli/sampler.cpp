@@ -7,6 +7,7 @@
 
 #include <chrono>
 
+#include "proc/fs_identity.hpp"
 #include "proc/maps.hpp"
 #include "proc/process.hpp"
 #include "proc/thread_info.hpp"
@@ -29,6 +30,7 @@ Sampler::Sampler(report::Target target, SamplerOptions opt)
     : target_(std::move(target)), opt_(opt), unwinder_(target_.pid), symbolizer_(target_.pid, opt.symbols) {}
 
 void Sampler::prewarm() {
+    proc::FsIdentity as_target(target_.pid);
     auto maps = proc::read_maps(target_.pid);
     if (!maps) return;
     symbolizer_.refresh(*maps);
@@ -67,7 +69,9 @@ std::optional<report::StallReport> Sampler::sample(const detect::Event& event,
     if (got->dropped) return std::nullopt;
     r.stop_window = got->capture.stopped;
 
-    // The thread runs again: everything from here costs it nothing.
+    // The thread runs again: everything from here costs it nothing. Files
+    // are opened with the target's rights, not ours.
+    proc::FsIdentity as_target(target_.pid);
     if (symbolizer_.refresh(*maps)) unwinder_.flush();
     auto raw = unwinder_.unwind(got->capture, opt_.max_frames);
     r.frames = symbolizer_.symbolize(raw);

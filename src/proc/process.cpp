@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 
@@ -39,6 +40,24 @@ int read_int_file(const char* path, int fallback) {
     return v;
 }
 }  // namespace
+
+Result<Ids> process_ids(pid_t pid) {
+    std::ifstream in(fmt::format("/proc/{}/status", pid));
+    if (!in) return make_error(Errc::no_such_process, fmt::format("process {} exited", pid));
+    Ids ids;
+    bool got_uid = false, got_gid = false;
+    for (std::string line; std::getline(in, line);) {
+        if (line.rfind("Uid:", 0) == 0)
+            got_uid = std::sscanf(line.c_str() + 4, "%u %u %u %u", &ids.uid[0], &ids.uid[1], &ids.uid[2],
+                                  &ids.uid[3]) == 4;
+        else if (line.rfind("Gid:", 0) == 0)
+            got_gid = std::sscanf(line.c_str() + 4, "%u %u %u %u", &ids.gid[0], &ids.gid[1], &ids.gid[2],
+                                  &ids.gid[3]) == 4;
+    }
+    if (!got_uid || !got_gid)
+        return make_error(Errc::io, fmt::format("cannot read the user of process {}", pid));
+    return ids;
+}
 
 std::string permission_hint(pid_t pid) {
     struct stat st {};

@@ -3,6 +3,7 @@
 
 #include <sys/types.h>
 
+#include <array>
 #include <string>
 
 #include "common/result.hpp"
@@ -14,6 +15,14 @@ Status check_process(pid_t pid);
 
 // The process's comm name, or "?" when it cannot be read.
 std::string comm(pid_t pid);
+
+// The real, effective, saved and filesystem user ids of `pid` (the Uid:
+// line of /proc/<pid>/status), and its group ids likewise.
+struct Ids {
+    std::array<uid_t, 4> uid{};
+    std::array<gid_t, 4> gid{};
+};
+Result<Ids> process_ids(pid_t pid);
 
 // One clear sentence on why we may not inspect `pid`, for permission errors.
 std::string permission_hint(pid_t pid);

@@ -59,6 +59,27 @@ Result<std::uint64_t> file_size(int fd) {
     return static_cast<std::uint64_t>(st.st_size);
 }
 
+// The fd we opened must be what the shim creates: a memory file (memfd or
+// shmem, the only files that answer F_GET_SEALS), regular, and owned by the
+// user the process runs as. Anything else (a FIFO that would block, a file
+// of another user slipped into the process) is refused.
+Status vet(int fd, pid_t pid) {
+    struct stat st {};
+    if (::fstat(fd, &st) != 0)
+        return make_error(Errc::io, fmt::format("fstat of the table: {}", std::strerror(errno)), errno);
+    if (!S_ISREG(st.st_mode) || ::fcntl(fd, F_GET_SEALS) < 0)
+        return make_error(Errc::corrupt_table,
+                          fmt::format("the table of pid {} is not a memory file (memfd): refused", pid));
+    auto ids = process_ids(pid);
+    if (!ids) return std::move(ids).error();
+    for (uid_t u : ids->uid)
+        if (st.st_uid == u) return ok_status();
+    return make_error(Errc::corrupt_table,
+                      fmt::format("the table of pid {} belongs to uid {}, not to the user the process "
+                                  "runs as (uid {}): refused",
+                                  pid, st.st_uid, ids->uid[1]));
+}
+
 }  // namespace
 
 Result<TableFile> TableFile::open(pid_t pid) {
@@ -88,15 +109,21 @@ Result<TableFile> TableFile::open(pid_t pid) {
     // Normally one. With several (a table inherited from a parent that did
     // not use our shim, a dup), prefer the one this process created.
     std::optional<TableFile> fallback;
+    std::optional<Error> first_error;
     for (int n : found) {
         std::string path = fmt::format("{}/{}", dir, n);
-        int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        // O_NONBLOCK: if the fd was swapped for a FIFO since readlink, the
+        // open must not hang; vet() then refuses it.
+        int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
         if (fd < 0) {
-            if (fallback) continue;
-            return access_error(pid, errno, "the table");
+            if (!first_error) first_error = access_error(pid, errno, "the table");
+            continue;
         }
         TableFile tf(UniqueFd(fd), pid, n);
-        if (found.size() == 1) return tf;
+        if (auto ok = vet(fd, pid); !ok) {
+            if (!first_error) first_error = std::move(ok).error();
+            continue;
+        }
         std::int32_t creator = 0;
         if (::pread(fd, &creator, sizeof creator, offsetof(stallwatch_table_header, pid)) ==
                 sizeof creator &&
@@ -104,7 +131,8 @@ Result<TableFile> TableFile::open(pid_t pid) {
             return tf;
         if (!fallback) fallback.emplace(std::move(tf));
     }
-    return std::move(*fallback);
+    if (fallback) return std::move(*fallback);
+    return std::move(*first_error);
 }
 
 Result<std::vector<std::byte>> TableFile::read_image(std::uint64_t size) {

@@ -1,0 +1,136 @@
+// Trust: a table stallwatch did not expect is refused; root's rights are not
+// lent to the target when files are opened on its behalf.
+#include <doctest/doctest.h>
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include "proc/fs_identity.hpp"
+#include "support/child.hpp"
+#include "support/table_image.hpp"
+
+using namespace sw::test;
+
+namespace {
+
+constexpr uid_t nobody = 65534;
+
+// A child that holds `fd` open (as fd 3) and runs as `uid` until killed.
+struct Holder {
+    pid_t pid = -1;
+    Holder(int fd, uid_t uid) {
+        int ready[2];
+        REQUIRE(::pipe(ready) == 0);
+        pid = ::fork();
+        REQUIRE(pid >= 0);
+        if (pid == 0) {
+            ::close(ready[0]);
+            if (fd != 3) ::dup2(fd, 3);
+            if (uid != 0 && (::setresgid(uid, uid, uid) != 0 || ::setresuid(uid, uid, uid) != 0)) ::_exit(1);
+            (void)!::write(ready[1], "x", 1);
+            for (;;) ::pause();
+        }
+        ::close(ready[1]);
+        char c;
+        REQUIRE(::read(ready[0], &c, 1) == 1);
+        ::close(ready[0]);
+    }
+    ~Holder() {
+        ::kill(pid, SIGKILL);
+        ::waitpid(pid, nullptr, 0);
+    }
+};
+
+int valid_table_memfd() {
+    int fd = ::memfd_create("stallwatch", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    REQUIRE(fd >= 0);
+    TableImage img(4, "planted");
+    img.worker(0, "w", 1);
+    auto b = img.bytes();
+    REQUIRE(::pwrite(fd, b.data(), b.size(), 0) == static_cast<ssize_t>(b.size()));
+    ::fcntl(fd, F_SETFD, 0);  // inherited by the holder
+    return fd;
+}
+
+}  // namespace
+
+TEST_CASE("a table owned by another user than the process is refused") {
+    if (::geteuid() != 0) return;  // needs root to make such a process
+    int fd = valid_table_memfd();  // owned by root
+    Holder h(fd, nobody);          // ... held by a process of nobody
+    ::close(fd);
+    auto r = run({stallwatch_binary(), "status", std::to_string(h.pid)});
+    CHECK(r.exit_code == 6);
+    CHECK(r.err.find("belongs to uid 0, not to the user the process runs as (uid 65534): refused") !=
+          std::string::npos);
+}
+
+TEST_CASE("a file posing as the table that is not a memfd is refused, a FIFO without hanging") {
+    if (::geteuid() != 0) return;  // the pose needs a file at /memfd:stallwatch
+    const char* path = "/memfd:stallwatch";
+    SUBCASE("regular file") {
+        int fd = ::open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        REQUIRE(fd >= 0);
+        ::unlink(path);  // now its fd link reads "/memfd:stallwatch (deleted)"
+        TableImage img(4, "fake");
+        auto b = img.bytes();
+        REQUIRE(::pwrite(fd, b.data(), b.size(), 0) == static_cast<ssize_t>(b.size()));
+        ::fcntl(fd, F_SETFD, 0);
+        Holder h(fd, 0);
+        ::close(fd);
+        auto r = run({stallwatch_binary(), "status", std::to_string(h.pid)}, 10s);
+        CHECK(r.exit_code == 6);
+        CHECK(r.err.find("is not a memory file (memfd): refused") != std::string::npos);
+    }
+    SUBCASE("FIFO") {
+        REQUIRE(::mkfifo(path, 0600) == 0);
+        int fd = ::open(path, O_RDWR | O_CLOEXEC);  // O_RDWR does not block on Linux
+        REQUIRE(fd >= 0);
+        ::unlink(path);
+        ::fcntl(fd, F_SETFD, 0);
+        Holder h(fd, 0);
+        ::close(fd);
+        auto r = run({stallwatch_binary(), "status", std::to_string(h.pid)}, 10s);
+        CHECK_FALSE(r.timed_out);
+        CHECK(r.exit_code == 6);
+    }
+}
+
+TEST_CASE("files opened on a target's behalf are opened with the target's rights") {
+    if (::geteuid() != 0) return;
+    // A file only root may read, and a process of nobody.
+    std::string secret = "/tmp/sw-secret-XXXXXX";
+    int sfd = ::mkstemp(secret.data());
+    REQUIRE(sfd >= 0);
+    ::fchmod(sfd, 0600);
+    ::close(sfd);
+    Holder h(-1, nobody);
+    {
+        sw::proc::FsIdentity as_target(h.pid);
+        CHECK(as_target.switched());
+        errno = 0;
+        int fd = ::open(secret.c_str(), O_RDONLY | O_CLOEXEC);
+        CHECK(fd < 0);
+        CHECK(errno == EACCES);
+        if (fd >= 0) ::close(fd);
+    }
+    int fd = ::open(secret.c_str(), O_RDONLY | O_CLOEXEC);  // root again
+    CHECK(fd >= 0);
+    if (fd >= 0) ::close(fd);
+    ::unlink(secret.c_str());
+}
+
+TEST_CASE("root keeps its rights for a root process, and for a process of its own user") {
+    if (::geteuid() != 0) return;
+    Holder h(-1, 0);
+    sw::proc::FsIdentity as_target(h.pid);
+    CHECK_FALSE(as_target.switched());
+}
