@@ -134,3 +134,37 @@ TEST_CASE("root keeps its rights for a root process, and for a process of its ow
     sw::proc::FsIdentity as_target(h.pid);
     CHECK_FALSE(as_target.switched());
 }
+
+TEST_CASE("the monitor's sources never write into a target") {
+    // No memory or register writes, no ptrace options that tie the target's
+    // life to ours: checked over every source file of the monitor.
+    namespace fs = std::filesystem;
+    const char* forbidden[] = {"PTRACE_POKE", "process_vm_writev", "PTRACE_SETREGS", "PTRACE_SETFPREGS",
+                               "PTRACE_O_EXITKILL", "PTRACE_SETOPTIONS", "PTRACE_ATTACH", "O_RDWR", "O_WRONLY"};
+    int files = 0;
+    for (const auto& e : fs::recursive_directory_iterator(std::string(STALLWATCH_SOURCE_DIR) + "/src")) {
+        auto path = e.path().string();
+        if (!e.is_regular_file() || path.find("/src/shim/") != std::string::npos) continue;
+        std::ifstream in(path);
+        std::string text;
+        for (std::string line; std::getline(in, line);)  // code only: comments may name them
+            text += line.substr(0, line.find("//")) + "\n";
+        ++files;
+        for (const char* f : forbidden)
+            CHECK_MESSAGE(text.find(f) == std::string::npos, path << " uses " << std::string(f));
+    }
+    CHECK(files > 20);
+}
+
+TEST_CASE("without --debuginfod, debuginfod is never loaded, whatever DEBUGINFOD_URLS says") {
+    Child fx({fixture("sw_fixture_stall"), "--stall-ms", "3000"});
+    auto line = fx.read_line();
+    REQUIRE(line.has_value());
+    auto pid = field(*line, "pid").value_or(0);
+    auto r = run({stallwatch_binary(), "attach", std::to_string(pid), "--once"}, 30s,
+                 {{"DEBUGINFOD_URLS", "http://127.0.0.1:9/"}, {"LD_DEBUG", "files"}});
+    CHECK(r.exit_code == 0);
+    CHECK(r.out.find("sleep_in_handler") != std::string::npos);
+    CHECK(r.err.find("file=libdw.so") != std::string::npos);  // LD_DEBUG does report loads
+    CHECK(r.err.find("libdebuginfod") == std::string::npos);
+}
