@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <regex>
 #include <sstream>
 
@@ -33,10 +34,10 @@ const std::vector<std::string> builds = {"sw_fixture_stall", "sw_fixture_stall_n
 // One blocking mode of fixtures/stall.c: the function that blocks and the
 // markers of its blocking line and of the line in block_now that calls it.
 struct Mode {
-    const char* name;
-    const char* function;
-    const char* marker;
-    const char* caller_marker;
+    std::string name;
+    std::string function;
+    std::string marker;
+    std::string caller_marker;
     // Lines after the marker that still belong to the blocking statement: the
     // spin loop's pc may be on the `while` line (the marker) or in its body.
     int extra_lines;
@@ -46,7 +47,11 @@ const Mode mutex_mode{"mutex", "wait_for_lock", "mutex", "block_mutex", 0};
 const Mode spin_mode{"spin", "spin_in_handler", "spin", "block_spin", 2};
 const Mode pipe_mode{"pipe", "read_from_pipe", "pipe", "block_pipe", 0};
 
-// A running stall fixture, ready (all workers registered).
+// A running stall fixture, ready (all workers registered). Tests that look
+// at the report's content start it without busy workers ("--workers 0"): on
+// a loaded machine a busy worker starved for a threshold is a real stall and
+// could be reported first. Picking the victim among busy workers is checked
+// by the tests that stop it and look at the others.
 struct StallFixture {
     Child child;
     pid_t pid = -1;
@@ -140,14 +145,34 @@ void check_victim_chain(const TextReport& r, const Mode& m, int depth) {
     }
 }
 
+// BUG (src/unwind/unwinder_libunwind.cpp): a thread caught inside the vDSO
+// (the spinning victim reads the clock through it, about 1 sample in 40) is
+// not unwound past the C library's clock_gettime: _UPT_find_proc_info has no
+// file to read the vDSO's unwind tables from, the step out of the vDSO
+// frame gets the return address right but not the caller's stack pointer,
+// and the next frame is garbage ("__frame_dummy_init_array_entry" or "??")
+// where spin_in_handler should be. eu-stack and gdb unwind the same state.
+// Until it is fixed, that exact case is warned about and sampled again, so
+// the spin cases check everything else on every run.
+bool caught_in_vdso(const std::vector<TextReport>& reports, const Mode& m) {
+    return reports.size() == 1 && !reports[0].frames.empty() &&
+           reports[0].frames[0].module.rfind("[vdso", 0) == 0 && reports[0].find(m.function) == npos;
+}
+
 void blocked_worker_case(const Mode& m) {
     for (const auto& build : builds) {
         SUBCASE(build.c_str()) {
             INFO("mode " << m.name << ", build " << build);
-            StallFixture fx(build, {"--mode", m.name, "--stall-ms", "3000", "--depth", "2"});
+            StallFixture fx(build, {"--mode", m.name, "--stall-ms", "3000", "--depth", "2", "--workers", "0"});
             auto victim = fx.worker("victim");
-            auto r = run(attach_args(fx.pid, {"--once", "--threshold", "100ms"}), 20s);
-            auto reports = parse_reports(r.out);
+            RunResult r;
+            std::vector<TextReport> reports;
+            for (int attempt = 1;; ++attempt) {
+                r = run(attach_args(fx.pid, {"--once", "--threshold", "100ms"}), 20s);
+                reports = parse_reports(r.out);
+                if (attempt == 3 || !caught_in_vdso(reports, m)) break;
+                WARN_MESSAGE(false, "known bug, no unwinding out of the vDSO; sampling again:\n" << r.out);
+            }
             INFO("stdout:\n" << r.out << "stderr:\n" << r.err);
             CHECK_FALSE(r.timed_out);
             CHECK(r.exit_code == 0);
@@ -193,43 +218,55 @@ bool victim_in_tracing_stop(pid_t pid, pid_t tid) {
     return s && s->state == 't';
 }
 
-// The stall / update / recovery sequence of a 400 ms stall, watched with a
-// 100 ms threshold until the recovery, then SIGTERM.
+// A 400 ms stall of the victim, watched by `attach` (no --once) from before it
+// begins until the victim is done, then SIGTERM.
 struct RecoveredRun {
     std::string out, err;
     int exit_code = -1;
-    pid_t pid = -1;
     std::vector<TextReport> reports;
     std::optional<double> recovered_after_ms;
     std::string done;
 };
 
-RecoveredRun watch_a_recovery() {
-    // The stall starts 800 ms after "ready": stallwatch watches before it does.
-    StallFixture fx("sw_fixture_stall", {"--mode", "sleep", "--stall-ms", "400", "--delay-ms", "800",
-                                         "--workers", "1"});
-    auto t0 = std::chrono::steady_clock::now();
-    Process sw(attach_args(fx.pid, {"--threshold", "100ms"}));
-    REQUIRE_MESSAGE(sw.wait_for_err("stallwatch: watching pid", 5s), "no watching line: " << sw.err());
-    auto started = std::chrono::steady_clock::now() - t0;
-    REQUIRE_MESSAGE(started < 700ms, "stallwatch took too long to start to see the stall begin");
-    CHECK(sw.wait_for_out("RECOVERED #1", 5s));
-    sw.signal(SIGTERM);
-    REQUIRE(sw.wait(10s).has_value());
+class WatchedStall {
+public:
+    WatchedStall(const std::string& threshold, const std::string& interval)
+        // The stall starts 1 s after "ready": stallwatch watches before it does.
+        : fx_("sw_fixture_stall",
+              {"--mode", "sleep", "--stall-ms", "400", "--delay-ms", "1000", "--workers", "0"}) {
+        auto t0 = std::chrono::steady_clock::now();
+        sw_.emplace(attach_args(fx_.pid, {"--threshold", threshold, "--interval", interval}));
+        REQUIRE_MESSAGE(sw_->wait_for_err("stallwatch: watching pid", 5s), "no watching line: " << sw_->err());
+        REQUIRE_MESSAGE(std::chrono::steady_clock::now() - t0 < 900ms,
+                        "stallwatch took too long to start to see the stall begin");
+    }
 
-    RecoveredRun run;
-    run.out = sw.out();
-    run.err = sw.err();
-    run.exit_code = sw.exit_code();
-    run.pid = fx.pid;
-    run.reports = parse_reports(sw.out());
-    std::smatch m;
-    static const std::regex recovered(
-        R"(RECOVERED #1: worker "victim" \(tid \d+, slot \d+\) of pid (\d+) made progress again after (\S+)\n)");
-    if (std::regex_search(run.out, m, recovered) && m[1] == pid_arg(fx.pid))
-        run.recovered_after_ms = printed_ms(m[2]);
-    run.done = fx.wait_done();
-    return run;
+    RecoveredRun finish() {
+        RecoveredRun run;
+        run.done = fx_.wait_done();
+        sw_->wait_for_out("RECOVERED #1", 1s);  // it follows the victim's progress within ms
+        sw_->signal(SIGTERM);
+        REQUIRE(sw_->wait(10s).has_value());
+        run.out = sw_->out();
+        run.err = sw_->err();
+        run.exit_code = sw_->exit_code();
+        run.reports = parse_reports(run.out);
+        std::smatch m;
+        static const std::regex recovered(
+            R"(RECOVERED #1: worker "victim" \(tid \d+, slot \d+\) of pid (\d+) made progress again after (\S+)\n)");
+        if (std::regex_search(run.out, m, recovered) && m[1] == pid_arg(fx_.pid))
+            run.recovered_after_ms = printed_ms(m[2]);
+        return run;
+    }
+
+private:
+    StallFixture fx_;
+    std::optional<Process> sw_;
+};
+
+RecoveredRun watch_a_recovery(const std::string& threshold, const std::string& interval) {
+    WatchedStall w(threshold, interval);
+    return w.finish();
 }
 
 std::optional<double> stalled_for_ms(const std::string& header) {
@@ -273,7 +310,7 @@ TEST_CASE("attach: a victim 40 frames deep is unwound to its entry point") {
     for (const auto& build : builds) {
         SUBCASE(build.c_str()) {
             INFO("build " << build);
-            StallFixture fx(build, {"--mode", "sleep", "--stall-ms", "3000", "--depth", "40"});
+            StallFixture fx(build, {"--mode", "sleep", "--stall-ms", "3000", "--depth", "40", "--workers", "0"});
             auto r = run(attach_args(fx.pid, {"--once", "--threshold", "100ms", "--max-frames", "200"}), 20s);
             INFO("stdout:\n" << r.out << "stderr:\n" << r.err);
             CHECK(r.exit_code == 0);
@@ -362,7 +399,7 @@ TEST_CASE("attach: while the victim is held stopped, every other thread runs on"
 
 TEST_CASE("attach: after stallwatch ends, no thread is left traced or stopped and no sleep is cut short") {
     const long stall_ms = 1500;
-    StallFixture fx("sw_fixture_stall", {"--mode", "sleep", "--stall-ms", std::to_string(stall_ms)});
+    StallFixture fx("sw_fixture_stall", {"--mode", "sleep", "--stall-ms", std::to_string(stall_ms), "--workers", "2"});
     auto victim = fx.worker("victim");
 
     SUBCASE("it exits after --once") {
@@ -426,6 +463,16 @@ TEST_CASE("attach: a worker parked for ten thresholds is never reported") {
     REQUIRE(field(*ready, "live") == 4);
     auto table = TableFile::open(fx.pid());
     REQUIRE(table.ok());
+    // "ready" comes once every worker registered, but the idle ones park just
+    // after (fixtures/workers.c): wait for them, or they would be running
+    // workers without progress, rightly reported.
+    auto parked_now = [&] {
+        auto s = table->read();
+        return s.ok() && std::count_if(s->workers.begin(), s->workers.end(), [](const auto& w) {
+                             return w.state == sw::table::WorkerState::parked;
+                         }) == 2;
+    };
+    REQUIRE_MESSAGE(poll_until(parked_now, 5s), "the idle workers did not park");
     auto before = table->read();
     REQUIRE(before.ok());
 
@@ -462,7 +509,7 @@ TEST_CASE("attach: a worker parked for ten thresholds is never reported") {
 // ---- 6. stall, update, recovery ----
 
 TEST_CASE("attach: a 400 ms stall is reported, updated at 200 ms, and its recovery announced") {
-    auto run = watch_a_recovery();
+    auto run = watch_a_recovery("100ms", "10ms");
     INFO("stdout:\n" << run.out << "stderr:\n" << run.err);
     CHECK(run.exit_code == 0);
     REQUIRE(run.reports.size() >= 2);
@@ -474,18 +521,31 @@ TEST_CASE("attach: a 400 ms stall is reported, updated at 200 ms, and its recove
     CHECK(*first_ms < 160.0);
     check_victim_chain(first, sleep_mode, 0);
 
-    const auto& update = run.reports[1];
-    CHECK(update.header.find("STALL #1 still going (report 2): worker \"victim\"") != std::string::npos);
-    auto update_ms = stalled_for_ms(update.header);
-    REQUIRE(update_ms.has_value());
-    CHECK(*update_ms >= 200.0);
-    CHECK(*update_ms < 260.0);
-    check_victim_chain(update, sleep_mode, 0);
+    // Updates come at 2x, 4x ... the threshold of stalled time: 200 ms, and
+    // perhaps 400 ms at the very end.
+    double last_ms = *first_ms;
+    for (std::size_t i = 1; i < run.reports.size(); ++i) {
+        const auto& update = run.reports[i];
+        INFO("update " << i << ": " << update.header);
+        CHECK(update.header.find("STALL #1 still going (report " + std::to_string(i + 1) +
+                                 "): worker \"victim\"") != std::string::npos);
+        auto ms = stalled_for_ms(update.header);
+        REQUIRE(ms.has_value());
+        double due = 100.0 * (1 << i);
+        CHECK(*ms >= due);
+        CHECK(*ms < due + 60.0);
+        check_victim_chain(update, sleep_mode, 0);
+        last_ms = *ms;
+    }
 
+    // At the default 10 ms interval the monitor sees the stall begin up to one
+    // interval late and its end up to one interval early: 380 to 400 ms.
     REQUIRE_MESSAGE(run.recovered_after_ms.has_value(), "no RECOVERED #1 line for this pid");
-    CHECK(*run.recovered_after_ms >= *update_ms);
-    CHECK(run.out.find("RECOVERED #1") > run.out.find("still going"));
-    CHECK(count_of(run.out, "RECOVERED") == 1);
+    CHECK(*run.recovered_after_ms >= 380.0);
+    CHECK(*run.recovered_after_ms < 600.0);
+    CHECK(*run.recovered_after_ms >= last_ms);
+    CHECK(run.out.rfind("RECOVERED #1:") > run.out.rfind(" STALL #1"));
+    CHECK(count_of(run.out, "RECOVERED #1:") == 1);
     CHECK(run.err.find("received; " + std::to_string(run.reports.size()) + " stall report(s) made, detached") !=
           std::string::npos);
     INFO(run.done);
@@ -493,18 +553,56 @@ TEST_CASE("attach: a 400 ms stall is reported, updated at 200 ms, and its recove
     CHECK(field(run.done, "short") == 0);
 }
 
-// BUG (src/cli/attach.cpp + src/detect/detector.cpp): attach samples the
-// stalled thread inside its polling loop, so the next observation comes one
-// sampling time late (50-150 ms for the first, symbolizing sample); the
-// detector takes a gap longer than max(threshold/2, 5*interval) for "the
-// monitor did not run" and counts one interval of it. The stall keeps going
-// meanwhile, and RECOVERED says "after 339ms" for a 400 ms stall.
-TEST_CASE("attach: the recovery of a 400 ms stall says it lasted about 400 ms" * doctest::may_fail()) {
-    auto run = watch_a_recovery();
+// The time stallwatch spends sampling (unwinding and symbolizing after the
+// thread is released) is stalled time too. At the start of this work it was
+// not: a sample taking more than max(threshold/2, 5*interval) looked to the
+// detector like "the monitor did not run" and counted one interval, so a
+// 400 ms stall recovered "after 339ms" (105 ms on a loaded machine) and the
+// 200 ms update was lost. Sampler::prewarm made samples short enough; this
+// keeps them so. --interval 1ms takes the 10 ms quantization out (see above);
+// --threshold 150ms puts no update at the very end of the stall, where the
+// bug of the next test would race with the recovery.
+TEST_CASE("attach: at 1 ms intervals, a 400 ms stall is said to have lasted at least 390 ms") {
+    auto run = watch_a_recovery("150ms", "1ms");
     INFO("stdout:\n" << run.out << "stderr:\n" << run.err);
-    REQUIRE(run.recovered_after_ms.has_value());
+    CHECK(run.exit_code == 0);
+    REQUIRE(run.reports.size() == 2);
+    auto first_ms = stalled_for_ms(run.reports[0].header);
+    REQUIRE(first_ms.has_value());
+    CHECK(*first_ms >= 150.0);
+    CHECK(*first_ms < 200.0);
+    CHECK(run.reports[1].header.find("STALL #1 still going (report 2)") != std::string::npos);
+    auto update_ms = stalled_for_ms(run.reports[1].header);
+    REQUIRE(update_ms.has_value());
+    CHECK(*update_ms >= 300.0);
+    CHECK(*update_ms < 350.0);
+    REQUIRE_MESSAGE(run.recovered_after_ms.has_value(), "no RECOVERED #1 line for this pid");
     CHECK(*run.recovered_after_ms >= 390.0);
     CHECK(*run.recovered_after_ms < 600.0);
+}
+
+// BUG (src/cli/watch.cpp, `detector.withdraw(e.episode)` after a dropped
+// sample, with src/detect/detector.cpp Detector::withdraw): when the worker
+// moves while a "still going" update is being sampled, the update is dropped
+// and withdraw() marks the whole episode unreported, so its RECOVERED line is
+// never printed although "STALL #1" and its earlier updates were: a log
+// reader sees a stall that never ends. With --threshold 100ms and --interval
+// 1ms the update due at 400 ms falls on the end of a 400 ms stall and races
+// with it: about one run in five loses its RECOVERED line. Six watched
+// stalls side by side make it show up in about half of the runs; with the
+// bug fixed this passes every time. Withdrawing should only forget a first
+// report (report 1), not an episode already announced.
+TEST_CASE("attach: every announced stall gets its RECOVERED line, even when an update is dropped" *
+          doctest::may_fail()) {
+    std::vector<std::unique_ptr<WatchedStall>> stalls;
+    for (int i = 0; i < 6; ++i) stalls.push_back(std::make_unique<WatchedStall>("100ms", "1ms"));
+    for (auto& w : stalls) {
+        auto run = w->finish();
+        INFO("stdout:\n" << run.out << "stderr:\n" << run.err);
+        CHECK(run.exit_code == 0);
+        REQUIRE_FALSE(run.reports.empty());  // STALL #1 was announced ...
+        CHECK(count_of(run.out, "RECOVERED #1:") == 1);  // ... so its end is too
+    }
 }
 
 // ---- 7. errors: one line, a documented exit code ----
@@ -569,7 +667,7 @@ TEST_CASE("attach --output appends each report to the file") {
         std::ofstream f(file.path);
         f << "an earlier line\n";
     }
-    StallFixture fx("sw_fixture_stall", {"--mode", "sleep", "--stall-ms", "3000"});
+    StallFixture fx("sw_fixture_stall", {"--mode", "sleep", "--stall-ms", "3000", "--workers", "0"});
     for (int i = 0; i < 2; ++i) {
         auto r = run(attach_args(fx.pid, {"--once", "--threshold", "100ms", "--output", file.path}), 20s);
         INFO("run " << i << " stderr:\n" << r.err);
@@ -595,9 +693,10 @@ TEST_CASE("attach --output appends each report to the file") {
 // no __lll_lock_wait and "lll_mutex_lock_optimized (inlined)" with no
 // pthread_mutex_lock, and a spinning victim caught in the inlined now_ms()
 // lost its spin_in_handler frame. Without libc debug info there are no
-// inlined frames in libc and the first half of this test is trivially true.
+// inlined frames in libc: the names then come from its symbol table and the
+// check of inlined frames below is trivially true.
 TEST_CASE("attach: every inlined frame is followed by the function it was inlined into") {
-    StallFixture fx("sw_fixture_stall", {"--mode", "mutex", "--stall-ms", "3000"});
+    StallFixture fx("sw_fixture_stall", {"--mode", "mutex", "--stall-ms", "3000", "--workers", "0"});
     auto r = run(attach_args(fx.pid, {"--once", "--threshold", "100ms"}), 20s);
     CHECK(r.exit_code == 0);
     auto reports = parse_reports(r.out);
