@@ -21,7 +21,7 @@ void Detector::emit_report(std::vector<Event>& out, Track& t, EventKind kind, Cl
         ++total_suppressed_;
         return;
     }
-    t.reported = true;
+    ++t.made;
     out.push_back(Event{kind, t.last, t.stalled, t.episode, t.reports, pending_suppressed_});
     pending_suppressed_ = 0;
 }
@@ -56,11 +56,11 @@ std::vector<Event> Detector::observe(const table::Snapshot& snap, Clock::time_po
         t.last = w;
 
         if (moved || parked) {
-            if (t.episode && t.reported)
+            if (t.episode && t.made > 0)
                 out.push_back(Event{EventKind::recovered, w, t.stalled, t.episode, t.reports, 0});
             t.stalled = Duration::zero();
             t.episode = 0;
-            t.reported = false;
+            t.made = 0;
             t.reports = 0;
         } else if (!frozen || !frozen(w.tid)) {
             t.stalled += dt;
@@ -78,7 +78,7 @@ std::vector<Event> Detector::observe(const table::Snapshot& snap, Clock::time_po
     }
     // Whatever is left unregistered (or its slot changed hands) since last time.
     for (auto& [key, t] : tracks_)
-        if (t.episode && t.reported)
+        if (t.episode && t.made > 0)
             out.push_back(Event{EventKind::ended, t.last, t.stalled, t.episode, t.reports, 0});
     tracks_ = std::move(next);
     return out;
@@ -86,7 +86,7 @@ std::vector<Event> Detector::observe(const table::Snapshot& snap, Clock::time_po
 
 void Detector::withdraw(std::uint64_t episode) {
     for (auto& [key, t] : tracks_)
-        if (t.episode == episode) t.reported = false;
+        if (t.episode == episode && t.made > 0) --t.made;
 }
 
 }  // namespace sw::detect

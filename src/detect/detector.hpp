@@ -61,8 +61,9 @@ public:
     std::vector<Event> observe(const table::Snapshot& snap, Clock::time_point now,
                                const FrozenProbe& frozen);
 
-    // The report of `episode` was not made after all (the worker moved while
-    // being sampled): its recovery will not be announced either.
+    // One report of `episode` was not made after all (the worker moved
+    // while being sampled). If no other report of the episode was made, its
+    // recovery will not be announced either.
     void withdraw(std::uint64_t episode);
 
     // Reports the rate limit dropped so far, in total.
@@ -75,7 +76,7 @@ private:
         table::Worker last;
         Duration stalled{};             // accumulated time without progress
         std::uint64_t episode = 0;      // 0: no stall episode
-        bool reported = false;          // the episode's stall was announced
+        unsigned made = 0;              // reports of this episode actually made
         unsigned reports = 0;
         Duration next_report{};         // stalled time at which to report again
     };

@@ -54,6 +54,7 @@ std::string_view to_string(FrameClass c) {
 
 FrameClass classify(const symbolize::Frame& f, const std::string& executable) {
     if (f.module.empty()) return FrameClass::unknown;
+    if (f.module.rfind("[vdso", 0) == 0) return FrameClass::libc;  // the kernel's part of libc
     // Code inlined from system headers is the runtime's, even inside the
     // application's binary.
     if (f.location) {

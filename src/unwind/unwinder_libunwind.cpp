@@ -7,9 +7,16 @@
 #include <fmt/format.h>
 
 #include <cstring>
+#include <optional>
 #include <unordered_map>
 
 #include "unwind/unwinder.hpp"
+#include "unwind/vdso.hpp"
+
+// libunwind's remote-table lookup: exported, but not declared by its headers.
+#define sw_dwarf_search_unwind_table UNW_OBJ(dwarf_search_unwind_table)
+extern "C" int sw_dwarf_search_unwind_table(unw_addr_space_t, unw_word_t, unw_dyn_info_t*, unw_proc_info_t*,
+                                            int, void*);
 
 namespace sw::unwind {
 namespace {
@@ -32,6 +39,9 @@ struct Unwinder::Impl {
     // not change while the mapping exists, so one read serves every capture.
     std::unordered_map<std::uint64_t, std::vector<std::byte>> pages;
     bool hit_copy_end = false;
+    // The vDSO's unwind table, found on first use (it has no file on disk).
+    std::optional<VdsoTable> vdso;
+    bool vdso_looked = false;
 
     static inline std::unordered_map<unw_addr_space_t, Impl*> by_as;
 
@@ -63,9 +73,16 @@ Unwinder::Impl* impl_of(unw_addr_space_t as) {
     return it == Unwinder::Impl::by_as.end() ? nullptr : it->second;
 }
 
-int find_proc_info(unw_addr_space_t as, unw_word_t ip, unw_proc_info_t* pi, int need, void*) {
+int find_proc_info(unw_addr_space_t as, unw_word_t ip, unw_proc_info_t* pi, int need, void* arg) {
     auto* self = impl_of(as);
-    return self ? _UPT_find_proc_info(as, ip, pi, need, self->upt) : -UNW_EINVAL;
+    if (!self) return -UNW_EINVAL;
+    if (!self->vdso_looked) {
+        self->vdso_looked = true;
+        self->vdso = load_vdso(self->pid);
+    }
+    if (self->vdso && self->vdso->contains(ip))
+        return sw_dwarf_search_unwind_table(as, ip, &self->vdso->info, pi, need, arg);
+    return _UPT_find_proc_info(as, ip, pi, need, self->upt);
 }
 
 void put_unwind_info(unw_addr_space_t as, unw_proc_info_t* pi, void*) {
@@ -138,6 +155,7 @@ Unwinder::~Unwinder() {
 void Unwinder::flush() {
     if (impl_->as) unw_flush_cache(impl_->as, 0, 0);
     impl_->pages.clear();
+    impl_->vdso_looked = false;
 }
 
 RawStack Unwinder::unwind(const proc::ThreadCapture& cap, std::size_t max_frames) {

@@ -46,6 +46,7 @@ const Mode sleep_mode{"sleep", "sleep_in_handler", "sleep", "block_sleep", 0};
 const Mode mutex_mode{"mutex", "wait_for_lock", "mutex", "block_mutex", 0};
 const Mode spin_mode{"spin", "spin_in_handler", "spin", "block_spin", 2};
 const Mode pipe_mode{"pipe", "read_from_pipe", "pipe", "block_pipe", 0};
+const Mode vdso_mode{"vdso", "spin_in_vdso", "vdso", "block_vdso", 1};
 
 // A running stall fixture, ready (all workers registered). Tests that look
 // at the report's content start it without busy workers ("--workers 0"): on
@@ -145,34 +146,14 @@ void check_victim_chain(const TextReport& r, const Mode& m, int depth) {
     }
 }
 
-// BUG (src/unwind/unwinder_libunwind.cpp): a thread caught inside the vDSO
-// (the spinning victim reads the clock through it, about 1 sample in 40) is
-// not unwound past the C library's clock_gettime: _UPT_find_proc_info has no
-// file to read the vDSO's unwind tables from, the step out of the vDSO
-// frame gets the return address right but not the caller's stack pointer,
-// and the next frame is garbage ("__frame_dummy_init_array_entry" or "??")
-// where spin_in_handler should be. eu-stack and gdb unwind the same state.
-// Until it is fixed, that exact case is warned about and sampled again, so
-// the spin cases check everything else on every run.
-bool caught_in_vdso(const std::vector<TextReport>& reports, const Mode& m) {
-    return reports.size() == 1 && !reports[0].frames.empty() &&
-           reports[0].frames[0].module.rfind("[vdso", 0) == 0 && reports[0].find(m.function) == npos;
-}
-
 void blocked_worker_case(const Mode& m) {
     for (const auto& build : builds) {
         SUBCASE(build.c_str()) {
             INFO("mode " << m.name << ", build " << build);
             StallFixture fx(build, {"--mode", m.name, "--stall-ms", "3000", "--depth", "2", "--workers", "0"});
             auto victim = fx.worker("victim");
-            RunResult r;
-            std::vector<TextReport> reports;
-            for (int attempt = 1;; ++attempt) {
-                r = run(attach_args(fx.pid, {"--once", "--threshold", "100ms"}), 20s);
-                reports = parse_reports(r.out);
-                if (attempt == 3 || !caught_in_vdso(reports, m)) break;
-                WARN_MESSAGE(false, "known bug, no unwinding out of the vDSO; sampling again:\n" << r.out);
-            }
+            RunResult r = run(attach_args(fx.pid, {"--once", "--threshold", "100ms"}), 20s);
+            auto reports = parse_reports(r.out);
             INFO("stdout:\n" << r.out << "stderr:\n" << r.err);
             CHECK_FALSE(r.timed_out);
             CHECK(r.exit_code == 0);
@@ -303,6 +284,8 @@ TEST_CASE("attach --once: a victim asleep in clock_nanosleep, every build") { bl
 TEST_CASE("attach --once: a victim waiting on a contended mutex, every build") { blocked_worker_case(mutex_mode); }
 TEST_CASE("attach --once: a victim spinning on the CPU, every build") { blocked_worker_case(spin_mode); }
 TEST_CASE("attach --once: a victim blocked reading a pipe, every build") { blocked_worker_case(pipe_mode); }
+// The vDSO has no file on disk: its unwind tables are read from memory.
+TEST_CASE("attach --once: a victim spinning inside the vDSO, every build") { blocked_worker_case(vdso_mode); }
 
 // ---- 2. deep stacks ----
 
@@ -581,19 +564,13 @@ TEST_CASE("attach: at 1 ms intervals, a 400 ms stall is said to have lasted at l
     CHECK(*run.recovered_after_ms < 600.0);
 }
 
-// BUG (src/cli/watch.cpp, `detector.withdraw(e.episode)` after a dropped
-// sample, with src/detect/detector.cpp Detector::withdraw): when the worker
-// moves while a "still going" update is being sampled, the update is dropped
-// and withdraw() marks the whole episode unreported, so its RECOVERED line is
-// never printed although "STALL #1" and its earlier updates were: a log
-// reader sees a stall that never ends. With --threshold 100ms and --interval
+// Regression: when the worker moved while a "still going" update was being
+// sampled, the dropped update used to withdraw the whole episode, so its
+// RECOVERED line was never printed. With --threshold 100ms and --interval
 // 1ms the update due at 400 ms falls on the end of a 400 ms stall and races
-// with it: about one run in five loses its RECOVERED line. Six watched
-// stalls side by side make it show up in about half of the runs; with the
-// bug fixed this passes every time. Withdrawing should only forget a first
-// report (report 1), not an episode already announced.
-TEST_CASE("attach: every announced stall gets its RECOVERED line, even when an update is dropped" *
-          doctest::may_fail()) {
+// with it; six watched stalls side by side made it show in about half of
+// the runs.
+TEST_CASE("attach: every announced stall gets its RECOVERED line, even when an update is dropped") {
     std::vector<std::unique_ptr<WatchedStall>> stalls;
     for (int i = 0; i < 6; ++i) stalls.push_back(std::make_unique<WatchedStall>("100ms", "1ms"));
     for (auto& w : stalls) {

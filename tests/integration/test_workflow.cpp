@@ -253,7 +253,7 @@ TEST_CASE("folded output: one line per distinct stack, outermost first, with a c
     CHECK(victim_lines == 1);
 }
 
-TEST_CASE("text folds runtime frames by default; --full shows them; JSON always has all") {
+TEST_CASE("text folds runtime frames by default, --full shows them, JSON always has all") {
     StallFixture fx({"--stall-ms", "5000"});
     auto folded = run({stallwatch_binary(), "dump", std::to_string(fx.pid)});
     auto full = run({stallwatch_binary(), "dump", std::to_string(fx.pid), "--full"});
@@ -272,7 +272,7 @@ TEST_CASE("text folds runtime frames by default; --full shows them; JSON always 
     CHECK(total > app);
 }
 
-TEST_CASE("dump shows every worker; --all-threads every thread, with or without a table") {
+TEST_CASE("dump shows every worker, and --all-threads every thread, with or without a table") {
     StallFixture fx({"--stall-ms", "5000", "--workers", "2"});
     auto d = run({stallwatch_binary(), "dump", std::to_string(fx.pid)});
     CHECK(d.exit_code == 0);

@@ -157,6 +157,18 @@ TEST_CASE("a withdrawn report is not followed by recovered") {
     CHECK(s.of(EventKind::recovered).empty());
 }
 
+TEST_CASE("a withdrawn update does not hide the recovery of a reported stall") {
+    Sim s;
+    s.add(0, 10);
+    s.run(210ms);
+    auto updates = s.of(EventKind::stall_update);
+    REQUIRE(updates.size() == 1);
+    s.det.withdraw(updates[0].episode);  // the update's sample was dropped
+    s.get(10).progress++;
+    s.step(10ms);
+    CHECK(s.of(EventKind::recovered).size() == 1);  // the stall itself was reported
+}
+
 TEST_CASE("slot reuse or a new tid starts afresh") {
     Sim s;
     s.add(0, 10);
