@@ -49,9 +49,12 @@ std::optional<report::StallReport> Sampler::sample(const detect::Event& event,
     // Before the stop: a sleeping thread reports restart_syscall once stopped.
     r.thread = proc::read_thread_state(target_.pid, tid);
     if (r.thread.syscall_nr == SYS_restart_syscall) {
-        if (auto it = last_syscall_.find(tid); it != last_syscall_.end()) r.thread.syscall_nr = it->second;
+        if (auto it = last_syscall_.find(tid); it != last_syscall_.end()) {
+            r.thread.syscall_nr = it->second.syscall_nr;
+            r.thread.wchan = it->second.wchan;
+        }
     } else if (r.thread.syscall_nr >= 0) {
-        last_syscall_[tid] = r.thread.syscall_nr;
+        last_syscall_[tid] = r.thread;
     }
     r.unix_ns = report::unix_now_ns();
 

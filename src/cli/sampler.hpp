@@ -8,6 +8,7 @@
 #include <memory>
 
 #include "proc/capture.hpp"
+#include "proc/thread_info.hpp"
 #include "report/report.hpp"
 #include "symbolize/symbolizer.hpp"
 #include "unwind/unwinder.hpp"
@@ -42,9 +43,10 @@ private:
     report::Target target_;
     SamplerOptions opt_;
     unwind::Unwinder unwinder_;
-    // Per thread, the system call it was last seen in: after our first stop
-    // the kernel reports a sleep as restart_syscall, which says nothing.
-    std::map<pid_t, long> last_syscall_;
+    // Per thread, the system call and wait channel it was last seen in:
+    // after our first stop the kernel reports a sleep as restart_syscall
+    // (waiting in do_syscall_64), which says nothing.
+    std::map<pid_t, proc::ThreadState> last_syscall_;
     symbolize::Symbolizer symbolizer_;
 };
 
