@@ -4,11 +4,11 @@
 
 namespace sw::detect {
 
-bool Detector::take_token(Clock::time_point now) {
+bool Detector::take_token(Clock::time_point now, double keep) {
     double elapsed = std::chrono::duration<double>(now - tokens_at_).count();
     tokens_ = std::min<double>(cfg_.burst, tokens_ + std::max(0.0, elapsed) * cfg_.refill_per_second);
     tokens_at_ = now;
-    if (tokens_ < 1.0) return false;
+    if (tokens_ < 1.0 + keep) return false;
     tokens_ -= 1.0;
     return true;
 }
@@ -16,7 +16,12 @@ bool Detector::take_token(Clock::time_point now) {
 void Detector::emit_report(std::vector<Event>& out, Track& t, EventKind kind, Clock::time_point now) {
     ++t.reports;
     t.next_report = t.next_report * 2;
-    if (!take_token(now)) {
+    // A stall's first report says something no other report does; an update
+    // of a stall already reported only says it goes on. Those updates may
+    // not take the bucket below half, so that under a flood the first report
+    // of each stall still gets through.
+    double keep = kind == EventKind::stall_update && t.made > 0 ? cfg_.burst / 2.0 : 0.0;
+    if (!take_token(now, keep)) {
         ++pending_suppressed_;
         ++total_suppressed_;
         return;

@@ -27,7 +27,8 @@ struct Config {
     // it is counted, so nobody is blamed for time nobody could see.
     Duration interval = std::chrono::milliseconds(10);
     // Global rate limit on stall reports (stall and stall_update): a bucket
-    // of `burst` reports refilled at `refill_per_second`.
+    // of `burst` reports refilled at `refill_per_second`. Updates may only
+    // use the upper half of the bucket: first reports of stalls come first.
     unsigned burst = 20;
     double refill_per_second = 1.0;
 };
@@ -81,7 +82,7 @@ private:
         Duration next_report{};         // stalled time at which to report again
     };
 
-    bool take_token(Clock::time_point now);
+    bool take_token(Clock::time_point now, double keep);
     void emit_report(std::vector<Event>& out, Track& t, EventKind kind, Clock::time_point now);
 
     Config cfg_;

@@ -237,6 +237,30 @@ TEST_CASE("the global rate limit suppresses reports, counts them and says so") {
     CHECK(said >= 7);  // the first report after the drop says how many were dropped
 }
 
+TEST_CASE("under a flood the first report of every stall gets through before updates") {
+    // One worker stalls 300 ms of every second for a minute: stall and its
+    // 200 ms update would need two reports a second, the bucket refills one.
+    Config c;
+    c.burst = 20;
+    c.refill_per_second = 1.0;
+    Sim s(c);
+    s.add(0, 10);
+    int stalls_made = 0;
+    for (int second = 0; second < 60; ++second) {
+        for (int i = 0; i < 70; ++i) {
+            s.get(10).progress++;
+            s.step(10ms);
+        }
+        s.run(300ms);
+        ++stalls_made;
+    }
+    s.get(10).progress++;
+    s.step(10ms);
+    CHECK(static_cast<int>(s.of(EventKind::stall).size()) == stalls_made);
+    CHECK(static_cast<int>(s.of(EventKind::recovered).size()) == stalls_made);
+    CHECK(s.det.total_suppressed() > 0);  // updates were the ones dropped
+}
+
 TEST_CASE("several workers are tracked independently") {
     Sim s;
     s.add(0, 10, "busy");
