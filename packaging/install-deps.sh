@@ -5,11 +5,16 @@ set -eu
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
+# For tests/run-all.sh: libclang-rt-14-dev, clang's sanitizer and libFuzzer
+# runtimes (only recommended by clang, so --no-install-recommends leaves it
+# out); llvm, for llvm-symbolizer (readable sanitizer stacks); lintian, for
+# tests/package/package-test.sh.
 PACKAGES="
   build-essential cmake pkg-config
   libunwind-dev libdw-dev elfutils
   libcli11-dev libfmt-dev doctest-dev libbenchmark-dev nlohmann-json3-dev
   binutils clang python3 python3-jsonschema
+  libclang-rt-14-dev llvm lintian
   elfutils libc6-dbg memcached groff-base
 "
 # Only touch apt when something is missing: a warm machine sets up in a second.

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
@@ -101,6 +102,57 @@ std::optional<SourceLocation> line_of(Dwfl_Module* mod, Dwarf_Addr addr) {
     return SourceLocation{file, line, col};
 }
 
+std::optional<SourceLocation> line_in_cu(Dwarf_Die* cudie, Dwarf_Addr addr) {
+    Dwarf_Line* l = dwarf_getsrc_die(cudie, addr);
+    if (!l) return std::nullopt;
+    int line = 0, col = 0;
+    dwarf_lineno(l, &line);
+    dwarf_linecol(l, &col);
+    const char* file = dwarf_linesrc(l, nullptr, nullptr);
+    if (!file || line <= 0) return std::nullopt;
+    return SourceLocation{file, line, col};
+}
+
+// The address ranges of every compile unit of a module, for modules whose
+// debug info has no .debug_aranges (clang does not emit it by default, and
+// without it libdw finds no unit for an address).
+struct CuIndex {
+    struct Range {
+        Dwarf_Addr low, high;
+        Dwarf_Off die;
+    };
+    std::vector<Range> ranges;  // sorted by low
+
+    static CuIndex build(Dwarf* dw) {
+        CuIndex index;
+        Dwarf_Off off = 0, next = 0;
+        std::size_t header = 0;
+        while (dwarf_nextcu(dw, off, &next, &header, nullptr, nullptr, nullptr) == 0) {
+            Dwarf_Die cu;
+            if (dwarf_offdie(dw, off + header, &cu)) {
+                Dwarf_Addr base = 0, low = 0, high = 0;
+                for (ptrdiff_t r = 0; (r = dwarf_ranges(&cu, r, &base, &low, &high)) > 0;)
+                    if (high > low) index.ranges.push_back({low, high, off + header});
+            }
+            off = next;
+        }
+        std::sort(index.ranges.begin(), index.ranges.end(),
+                  [](const Range& a, const Range& b) { return a.low < b.low; });
+        return index;
+    }
+
+    std::optional<Dwarf_Off> find(Dwarf_Addr addr) const {
+        auto it = std::upper_bound(ranges.begin(), ranges.end(), addr,
+                                   [](Dwarf_Addr a, const Range& r) { return a < r.low; });
+        while (it != ranges.begin()) {  // ranges of different units do not overlap in practice
+            --it;
+            if (addr >= it->low && addr < it->high) return it->die;
+            if (it->high <= addr && it->low + (1u << 30) < addr) break;
+        }
+        return std::nullopt;
+    }
+};
+
 }  // namespace
 
 struct Symbolizer::Impl {
@@ -116,11 +168,26 @@ struct Symbolizer::Impl {
         dwfl_linux_proc_report(dwfl, pid);
         dwfl_report_end(dwfl, nullptr, nullptr);
         cache.clear();
+        cu_index.clear();
         reported = true;
     }
 
     std::vector<Frame> lookup(std::uint64_t addr);
+    Dwarf_Die* unit_of(Dwfl_Module* mod, Dwarf_Addr addr, Dwarf_Addr* bias, Dwarf_Die* storage);
+
+    std::unordered_map<Dwfl_Module*, CuIndex> cu_index;  // modules without .debug_aranges
 };
+
+Dwarf_Die* Symbolizer::Impl::unit_of(Dwfl_Module* mod, Dwarf_Addr addr, Dwarf_Addr* bias, Dwarf_Die* storage) {
+    if (Dwarf_Die* cu = dwfl_module_addrdie(mod, addr, bias)) return cu;
+    Dwarf* dw = dwfl_module_getdwarf(mod, bias);
+    if (!dw) return nullptr;
+    auto it = cu_index.find(mod);
+    if (it == cu_index.end()) it = cu_index.emplace(mod, CuIndex::build(dw)).first;
+    auto off = it->second.find(addr - *bias);
+    if (!off || !dwarf_offdie(dw, *off, storage)) return nullptr;
+    return storage;
+}
 
 std::vector<Frame> Symbolizer::Impl::lookup(std::uint64_t addr) {
     std::vector<Frame> out;
@@ -137,7 +204,8 @@ std::vector<Frame> Symbolizer::Impl::lookup(std::uint64_t addr) {
     base.module_offset = addr - start;
 
     Dwarf_Addr bias = 0;
-    Dwarf_Die* cudie = dwfl_module_addrdie(mod, addr, &bias);
+    Dwarf_Die cu_storage;
+    Dwarf_Die* cudie = unit_of(mod, addr, &bias, &cu_storage);
     // dwarf_getscopes finds the innermost scope of the address; its concrete
     // parents (inlined callers up to the real function) come from
     // dwarf_getscopes_die, which does not wander into abstract origins.
@@ -151,7 +219,7 @@ std::vector<Frame> Symbolizer::Impl::lookup(std::uint64_t addr) {
         Dwarf_Files* files = nullptr;
         std::size_t nfiles = 0;
         dwarf_getsrcfiles(cudie, &files, &nfiles);
-        std::optional<SourceLocation> loc = line_of(mod, addr);
+        std::optional<SourceLocation> loc = line_in_cu(cudie, addr - bias);
         for (int i = 0; i < nscopes; ++i) {
             int tag = dwarf_tag(&scopes[i]);
             if (tag != DW_TAG_subprogram && tag != DW_TAG_inlined_subroutine) continue;
