@@ -11,6 +11,7 @@
 #include <fstream>
 #include <memory>
 #include <optional>
+#include <set>
 
 #include "cli/commands.hpp"
 #include "cli/sampler.hpp"
@@ -89,7 +90,10 @@ int run_dump(const DumpOptions& opt, std::ostream& out, std::ostream& err) {
             threads.push_back(std::move(t));
         }
     } else {
-        for (const auto& w : snap->workers) threads.push_back(Thread{w, true});
+        // A hostile table may name one thread in many slots: stop it once.
+        std::set<pid_t> seen;
+        for (const auto& w : snap->workers)
+            if (seen.insert(w.tid).second) threads.push_back(Thread{w, true});
         if (threads.empty()) {
             fmt::print(err, "stallwatch: pid {} has a table but no registered worker (try --all-threads)\n", opt.pid);
             return exit_code::ok;

@@ -3,6 +3,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -64,6 +65,16 @@ UniqueFd open_pidfd(pid_t pid) {
 #endif
 }
 
+// The file behind fd `n` of `pid` (device, inode). Exec closes the table
+// (MFD_CLOEXEC), and the copy we keep open then holds only the workers of
+// an image that is gone, whose tids may be reused: this tells whether the
+// process still holds the table we read.
+std::optional<std::pair<dev_t, ino_t>> fd_file(pid_t pid, int n) {
+    struct stat st {};
+    if (n < 0 || ::stat(fmt::format("/proc/{}/fd/{}", pid, n).c_str(), &st) != 0) return std::nullopt;
+    return std::pair{st.st_dev, st.st_ino};
+}
+
 bool process_gone(pid_t pid) {
     if (::kill(pid, 0) != 0 && errno == ESRCH) return true;
     // A zombie (exited, not yet reaped by its parent) is gone for us too.
@@ -80,6 +91,7 @@ WatchResult watch(pid_t pid, const WatchOptions& opt, report::Writer& writer, st
     UniqueFd pidfd = open_pidfd(pid);
 
     std::optional<proc::TableFile> table;
+    std::optional<std::pair<dev_t, ino_t>> table_file;  // the target's fd of it
     std::optional<Sampler> sampler;
     report::Target target = describe_target(pid, {});
     detect::Config cfg;
@@ -101,6 +113,7 @@ WatchResult watch(pid_t pid, const WatchOptions& opt, report::Writer& writer, st
         auto snap = t->read();
         if (!snap && snap.error().code != Errc::table_not_ready) return std::move(snap).error();
         target = describe_target(pid, snap ? snap->header.app_name : std::string{});
+        table_file = fd_file(pid, t->fd_number());
         table.emplace(std::move(*t));
         sampler.emplace(target, opt.sampler);
         sampler->prewarm();
@@ -153,6 +166,19 @@ WatchResult watch(pid_t pid, const WatchOptions& opt, report::Writer& writer, st
         proc::release_lingering();
 
         if (given_up) continue;
+        if (table && table_file && fd_file(pid, table->fd_number()) != table_file) {
+            if (process_gone(pid)) continue;  // the next round says so
+            std::string what = fmt::format("pid {} no longer holds the table being watched (it called exec, or "
+                                           "closed it); watching for a new one",
+                                           pid);
+            fmt::print(err, "stallwatch: {}\n", what);
+            writer.error(target, what);
+            table.reset();
+            sampler.reset();
+            detector = detect::Detector(cfg);
+            started = next_table_look = Clock::now();
+            said_no_table = false;
+        }
         if (!table) {
             // Look often at first (a table appears early in a program's
             // life), then every half second.

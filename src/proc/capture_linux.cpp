@@ -2,6 +2,7 @@
 // guard whose destructor detaches on every path.
 #include <signal.h>
 #include <sys/ptrace.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <sched.h>
@@ -45,6 +46,39 @@ pid_t tracer_of(pid_t pid, pid_t tid) {
     auto pos = text->find("TracerPid:");
     if (pos == std::string::npos) return 0;
     return static_cast<pid_t>(std::strtol(text->c_str() + pos + 10, nullptr, 10));
+}
+
+// Whether `tid` is a thread of process `pid` right now. The kernel resolves
+// /proc/PID/task/TID only for a thread in PID's thread group (the lookup
+// checks same_thread_group), so a tid of any other process gives ENOENT, even
+// though /proc/TID itself exists.
+bool is_thread_of(pid_t pid, pid_t tid) {
+    struct stat st {};
+    return ::stat(fmt::format("/proc/{}/task/{}", pid, tid).c_str(), &st) == 0;
+}
+
+// The process (thread group) that thread `tid` belongs to, 0 if there is none.
+pid_t thread_group_of(pid_t tid) {
+    auto text = read_text_file(fmt::format("/proc/{}/status", tid));
+    if (!text) return 0;
+    auto pos = text->find("\nTgid:");
+    if (pos == std::string::npos) return 0;
+    return static_cast<pid_t>(std::strtol(text->c_str() + pos + 6, nullptr, 10));
+}
+
+// The table names the threads to stop, and the table is the target's to
+// write: a slot may name a tid of ANOTHER process (a hostile table, or a
+// stale slot whose thread exited and whose tid was reused). ptrace takes a
+// bare tid, so that thread would be stopped and read. Refuse it.
+Error not_a_thread_of(pid_t pid, pid_t tid) {
+    pid_t owner = thread_group_of(tid);
+    if (owner <= 0 || owner == pid)  // gone (or just became a thread of pid: it exited and came back)
+        return make_error(Errc::no_such_process, fmt::format("thread {} exited", tid), ESRCH);
+    return make_error(Errc::permission_denied,
+                      fmt::format("tid {} is not a thread of pid {} but of pid {} ({}): the table names a "
+                                  "thread outside the process (a stale or hostile slot); refused to stop it",
+                                  tid, pid, owner, comm(owner)),
+                      EPERM);
 }
 
 Error seize_error(pid_t pid, pid_t tid, int e) {
@@ -185,7 +219,9 @@ public:
     void release() {
         if (tid_ <= 0 || gone_) return;
         if (stopped_) {
-            ::ptrace(PTRACE_DETACH, tid_, nullptr, reinterpret_cast<void*>(static_cast<long>(signal_)));
+            if (::ptrace(PTRACE_DETACH, tid_, nullptr, reinterpret_cast<void*>(static_cast<long>(signal_))) != 0 &&
+                errno == ESRCH)
+                reap_killed();
         } else {
             // Seized but not stopped: the kernel only detaches a stopped
             // tracee. Keep it for release_lingering(); our exit detaches it too.
@@ -196,6 +232,29 @@ public:
     }
 
 private:
+    // The detach found the thread no longer stopped: it was killed in the
+    // stop (its process exited, another thread exec'd, or SIGKILL), and it
+    // is now, or is about to be, a zombie that only its tracer may reap.
+    // Until we reap it, its process cannot finish exiting (the parent is not
+    // told, and attach never sees the exit), and an exec by another thread
+    // of the process waits for it in the kernel (de_thread) -- while our next
+    // PTRACE_SEIZE of that thread would wait for the exec: a deadlock. So
+    // reap it now, for at most 100 ms; release_lingering() finishes the job.
+    void reap_killed() {
+        auto deadline = Clock::now() + std::chrono::milliseconds(100);
+        WaitTimer timer(deadline);
+        for (;;) {
+            int status = 0;
+            pid_t r = ::waitpid(tid_, &status, __WALL);
+            if (r == tid_ && !WIFSTOPPED(status)) return;  // reaped
+            if (r < 0 && errno == ECHILD) return;          // not ours any more
+            if (r < 0 && errno != EINTR) break;
+            if (Clock::now() >= deadline) break;
+        }
+        std::lock_guard lk(lingering_mutex);
+        lingering.push_back(tid_);
+    }
+
     pid_t tid_;
     bool stopped_ = false;
     bool gone_ = false;
@@ -248,8 +307,26 @@ Result<CaptureOutcome> capture_thread(pid_t pid, pid_t tid, const std::vector<Ma
     }
     auto& buf = scratch(opt.max_stack_bytes);
     RealtimeWindow priority;
+    // Only a thread of the target is ever seized. The check and the seize are
+    // two system calls, and between them the thread may exit and its tid be
+    // given to a thread of another process. The kernel narrows and then
+    // closes that gap: tids are handed out cyclically, so a tid comes back
+    // only after pid_max others were allocated (here within microseconds, at
+    // real-time priority); and once seized, the tid is pinned to the task we
+    // trace: a traced thread that exits stays a zombie, reaped only by its
+    // tracer (us), so its tid cannot change hands while we hold it. Checking
+    // again after the seize is therefore exact. If that second check fails,
+    // a foreign thread was seized in that gap: it is stopped only to be
+    // detached at once (the kernel cannot detach a running tracee), and
+    // nothing of it is read.
+    if (!is_thread_of(pid, tid)) return not_a_thread_of(pid, tid);
     if (::ptrace(PTRACE_SEIZE, tid, nullptr, nullptr) != 0) return seize_error(pid, tid, errno);
     Seized guard(tid);
+    if (!is_thread_of(pid, tid)) {
+        if (::ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr) == 0)
+            (void)guard.wait_stop(Clock::now() + opt.stop_timeout);
+        return not_a_thread_of(pid, tid);  // the guard detaches
+    }
     auto t0 = Clock::now();
     if (::ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr) != 0) {
         int e = errno;
