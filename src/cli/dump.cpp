@@ -28,23 +28,14 @@ struct Thread {
 };
 
 Result<std::vector<pid_t>> list_threads(pid_t pid) {
-    std::string dir = fmt::format("/proc/{}/task", pid);
-    std::unique_ptr<DIR, int (*)(DIR*)> d(::opendir(dir.c_str()), ::closedir);
-    if (!d) {
+    auto tids = proc::numeric_entries(fmt::format("/proc/{}/task", pid));
+    if (!tids) {
         int e = errno;
         if (e == ENOENT) return make_error(Errc::no_such_process, fmt::format("no process with pid {}", pid), e);
         return make_error(Errc::permission_denied,
                           fmt::format("not permitted to list the threads of pid {}: {}", pid, proc::permission_hint(pid)), e);
     }
-    std::vector<pid_t> tids;
-    while (dirent* e = ::readdir(d.get())) {
-        pid_t tid = 0;
-        std::string_view name(e->d_name);
-        auto [p, ec] = std::from_chars(name.data(), name.data() + name.size(), tid);
-        if (ec == std::errc{} && p == name.data() + name.size() && tid > 0) tids.push_back(tid);
-    }
-    std::sort(tids.begin(), tids.end());
-    return tids;
+    return std::move(*tids);
 }
 
 std::string thread_comm(pid_t pid, pid_t tid) {

@@ -39,27 +39,13 @@ std::string user_of(pid_t pid) {
     return std::to_string(st.st_uid);
 }
 
-std::vector<pid_t> all_pids() {
-    std::vector<pid_t> out;
-    std::unique_ptr<DIR, int (*)(DIR*)> d(::opendir("/proc"), ::closedir);
-    if (!d) return out;
-    while (dirent* e = ::readdir(d.get())) {
-        pid_t pid = 0;
-        std::string_view name(e->d_name);
-        auto [p, ec] = std::from_chars(name.data(), name.data() + name.size(), pid);
-        if (ec == std::errc{} && p == name.data() + name.size() && pid > 0) out.push_back(pid);
-    }
-    std::sort(out.begin(), out.end());
-    return out;
-}
-
 }  // namespace
 
 int run_list(const ListOptions& opt, std::ostream& out, std::ostream& /*err*/) {
     std::vector<Found> found;
     std::size_t unreadable = 0;
     pid_t self = ::getpid();
-    for (pid_t pid : all_pids()) {
+    for (pid_t pid : proc::numeric_entries("/proc").value_or(std::vector<pid_t>{})) {
         if (pid == self) continue;
         auto t = proc::TableFile::open(pid);
         if (!t) {

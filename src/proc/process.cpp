@@ -1,12 +1,17 @@
 #include "proc/process.hpp"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <charconv>
+#include <memory>
+#include <string_view>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -57,6 +62,20 @@ Result<Ids> process_ids(pid_t pid) {
     if (!got_uid || !got_gid)
         return make_error(Errc::io, fmt::format("cannot read the user of process {}", pid));
     return ids;
+}
+
+std::optional<std::vector<pid_t>> numeric_entries(const std::string& dir) {
+    std::unique_ptr<DIR, int (*)(DIR*)> d(::opendir(dir.c_str()), ::closedir);
+    if (!d) return std::nullopt;
+    std::vector<pid_t> out;
+    while (dirent* e = ::readdir(d.get())) {
+        pid_t id = 0;
+        std::string_view name(e->d_name);
+        auto [p, ec] = std::from_chars(name.data(), name.data() + name.size(), id);
+        if (ec == std::errc{} && p == name.data() + name.size() && id > 0) out.push_back(id);
+    }
+    std::sort(out.begin(), out.end());
+    return out;
 }
 
 std::string permission_hint(pid_t pid) {

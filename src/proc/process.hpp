@@ -4,7 +4,9 @@
 #include <sys/types.h>
 
 #include <array>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "common/result.hpp"
 
@@ -23,6 +25,10 @@ struct Ids {
     std::array<gid_t, 4> gid{};
 };
 Result<Ids> process_ids(pid_t pid);
+
+// The numeric entries of a /proc directory (/proc itself: pids; /proc/<pid>/task:
+// tids), sorted; nullopt with errno set when it cannot be opened.
+std::optional<std::vector<pid_t>> numeric_entries(const std::string& dir);
 
 // One clear sentence on why we may not inspect `pid`, for permission errors.
 std::string permission_hint(pid_t pid);
