@@ -16,16 +16,15 @@ namespace sw::cli {
 
 int run_attach(const AttachOptions& opt, std::ostream& out, std::ostream& err) {
     std::ofstream file;
-    std::ostream* sink = open_output(opt.output, file, out, err);
+    std::ostream* sink = open_output(opt.out.output, file, out, err);
     if (!sink) return exit_code::failure;
-    auto writer = report::make_writer(opt.format, *sink, report::WriterOptions{opt.full});
+    auto writer = report::make_writer(opt.out.format, *sink, report::WriterOptions{opt.out.full});
 
     WatchOptions w;
-    w.threshold = opt.threshold;
-    w.interval = opt.interval;
+    w.threshold = opt.timing.threshold;
+    w.interval = opt.timing.interval;
     w.once = opt.once;
-    w.sampler.max_frames = opt.max_frames;
-    w.sampler.symbols.debuginfod = opt.debuginfod;
+    w.sampler = sampler_options(opt.out);
     auto result = watch(opt.pid, w, *writer, err, {SIGINT, SIGTERM, SIGHUP}, [](int, bool) { return true; });
     writer->finish();
 

@@ -92,13 +92,10 @@ int run_dump(const DumpOptions& opt, std::ostream& out, std::ostream& err) {
     }
 
     std::ofstream file;
-    std::ostream* sink = open_output(opt.output, file, out, err);
+    std::ostream* sink = open_output(opt.out.output, file, out, err);
     if (!sink) return exit_code::failure;
-    auto writer = report::make_writer(opt.format, *sink, report::WriterOptions{opt.full});
-    SamplerOptions sopt;
-    sopt.max_frames = opt.max_frames;
-    sopt.symbols.debuginfod = opt.debuginfod;
-    Sampler sampler(describe_target(opt.pid, snap ? snap->header.app_name : std::string{}), sopt);
+    auto writer = report::make_writer(opt.out.format, *sink, report::WriterOptions{opt.out.full});
+    Sampler sampler(describe_target(opt.pid, snap ? snap->header.app_name : std::string{}), sampler_options(opt.out));
 
     std::size_t sampled = 0, failed = 0;
     for (const auto& t : threads) {

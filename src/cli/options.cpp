@@ -35,24 +35,39 @@ report::Format parse_format(const std::string& name) {
     return report::Format::text;
 }
 
-// The options every command that writes reports has.
-void add_output_options(CLI::App& cmd, std::string& format, std::string& output, std::size_t& max_frames,
-                        bool& full, bool& debuginfod) {
+// The options every command that writes reports has; `format` is parsed after.
+void add_output_options(CLI::App& cmd, OutputOptions& o, std::string& format) {
     cmd.add_option("-f,--format", format,
                    "text (for people), json (JSON Lines, one event per line, for log pipelines) or "
                    "folded (one 'frame;frame;... count' line per distinct stack, at the end, for "
                    "flame graphs)")
         ->check(CLI::IsMember({"text", "json", "folded"}))
         ->capture_default_str();
-    cmd.add_flag("--full", full,
+    cmd.add_flag("--full", o.full,
                  "Text: show every frame; by default runs of C library and runtime frames are "
                  "folded into one line");
-    cmd.add_option("-n,--max-frames", max_frames, "Deepest stack to print")
+    cmd.add_option("-n,--max-frames", o.max_frames, "Deepest stack to print")
         ->check(CLI::Range(1, 4096))
         ->capture_default_str();
-    cmd.add_option("-o,--output", output, "Append reports to FILE instead of standard output");
-    cmd.add_flag("--debuginfod", debuginfod,
+    cmd.add_option("-o,--output", o.output, "Append reports to FILE instead of standard output");
+    cmd.add_flag("--debuginfod", o.debuginfod,
                  "Fetch missing debug info with debuginfod (uses the network; off by default)");
+}
+
+// --threshold and --interval, as strings parsed after (the validator checks them).
+void add_timing_options(CLI::App& cmd, std::string& threshold, std::string& interval) {
+    cmd.add_option("-t,--threshold", threshold,
+                   "How long a running worker may go without progress before it is reported "
+                   "(0: any running worker whose progress did not move between two reads)")
+        ->check(DurationValidator(true))
+        ->capture_default_str();
+    cmd.add_option("-i,--interval", interval, "How often the progress table is read")
+        ->check(DurationValidator(false))
+        ->capture_default_str();
+}
+
+WatchTiming parse_timing(const std::string& threshold, const std::string& interval) {
+    return WatchTiming{*parse_duration(threshold), *parse_duration(interval)};
 }
 
 }  // namespace
@@ -94,16 +109,9 @@ ParseResult parse_command_line(const std::vector<std::string>& args) {
     at->add_option("pid", attach.pid, "Process id of the instrumented program")
         ->required()
         ->check(CLI::PositiveNumber);
-    at->add_option("-t,--threshold", threshold,
-                   "How long a running worker may go without progress before it is reported "
-                   "(0: any running worker whose progress did not move between two reads)")
-        ->check(DurationValidator(true))
-        ->capture_default_str();
-    at->add_option("-i,--interval", interval, "How often the progress table is read")
-        ->check(DurationValidator(false))
-        ->capture_default_str();
+    add_timing_options(*at, threshold, interval);
     at->add_flag("-1,--once", attach.once, "Exit after the first stall report");
-    add_output_options(*at, format, attach.output, attach.max_frames, attach.full, attach.debuginfod);
+    add_output_options(*at, attach.out, format);
 
     DumpOptions dump;
     std::string dump_format = "text";
@@ -114,7 +122,7 @@ ParseResult parse_command_line(const std::vector<std::string>& args) {
         "each only for its own capture; the process never stops as a whole.");
     du->add_option("pid", dump.pid, "Process id")->required()->check(CLI::PositiveNumber);
     du->add_flag("-a,--all-threads", dump.all_threads, "Every thread of the process, not only the workers");
-    add_output_options(*du, dump_format, dump.output, dump.max_frames, dump.full, dump.debuginfod);
+    add_output_options(*du, dump.out, dump_format);
 
     RunOptions run;
     std::string run_threshold = "100ms", run_interval = "10ms", run_format = "text";
@@ -124,13 +132,8 @@ ParseResult parse_command_line(const std::vector<std::string>& args) {
         "ptrace_scope=1). Reports go to standard error or --output, never to the program's "
         "standard output. SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 are passed on; "
         "stallwatch exits with the program's status (128+N if it died of signal N).");
-    ru->add_option("-t,--threshold", run_threshold, "As for attach")
-        ->check(DurationValidator(true))
-        ->capture_default_str();
-    ru->add_option("-i,--interval", run_interval, "As for attach")
-        ->check(DurationValidator(false))
-        ->capture_default_str();
-    add_output_options(*ru, run_format, run.output, run.max_frames, run.full, run.debuginfod);
+    add_timing_options(*ru, run_threshold, run_interval);
+    add_output_options(*ru, run.out, run_format);
     ru->add_option("command", run.command, "The program to run and its arguments (after --)")
         ->required();
     ru->positionals_at_end();
@@ -165,9 +168,8 @@ ParseResult parse_command_line(const std::vector<std::string>& args) {
     }
     if (st->parsed()) return Options{status};
     if (ru->parsed()) {
-        run.threshold = *parse_duration(run_threshold);
-        run.interval = *parse_duration(run_interval);
-        run.format = parse_format(run_format);
+        run.timing = parse_timing(run_threshold, run_interval);
+        run.out.format = parse_format(run_format);
         return Options{run};
     }
     if (li->parsed()) {
@@ -176,13 +178,12 @@ ParseResult parse_command_line(const std::vector<std::string>& args) {
         return Options{list};
     }
     if (du->parsed()) {
-        dump.format = parse_format(dump_format);
+        dump.out.format = parse_format(dump_format);
         return Options{dump};
     }
     if (at->parsed()) {
-        attach.threshold = *parse_duration(threshold);
-        attach.interval = *parse_duration(interval);
-        attach.format = parse_format(format);
+        attach.timing = parse_timing(threshold, interval);
+        attach.out.format = parse_format(format);
         return Options{attach};
     }
     return EarlyExit{exit_code::usage, {}, "stallwatch: no command given (see 'stallwatch --help')\n"};

@@ -18,37 +18,38 @@ struct StatusOptions {
     pid_t pid = 0;
 };
 
-struct AttachOptions {
-    pid_t pid = 0;
-    std::chrono::nanoseconds threshold = std::chrono::milliseconds(100);
-    std::chrono::nanoseconds interval = std::chrono::milliseconds(10);
-    bool once = false;
-    std::size_t max_frames = 64;
-    std::string output;  // "" for standard output
-    bool debuginfod = false;
+// What every command that writes reports takes.
+struct OutputOptions {
     report::Format format = report::Format::text;
     bool full = false;   // text: every frame, runtime frames not folded
+    std::size_t max_frames = 64;
+    std::string output;  // "" for the command's default stream
+    bool debuginfod = false;
+};
+
+// How attach and run watch.
+struct WatchTiming {
+    std::chrono::nanoseconds threshold = std::chrono::milliseconds(100);
+    std::chrono::nanoseconds interval = std::chrono::milliseconds(10);
+};
+
+struct AttachOptions {
+    pid_t pid = 0;
+    WatchTiming timing;
+    bool once = false;
+    OutputOptions out;  // output "" is standard output
 };
 
 struct DumpOptions {
     pid_t pid = 0;
     bool all_threads = false;
-    std::size_t max_frames = 64;
-    std::string output;
-    bool debuginfod = false;
-    report::Format format = report::Format::text;
-    bool full = false;
+    OutputOptions out;
 };
 
 struct RunOptions {
     std::vector<std::string> command;  // program and its arguments
-    std::chrono::nanoseconds threshold = std::chrono::milliseconds(100);
-    std::chrono::nanoseconds interval = std::chrono::milliseconds(10);
-    std::size_t max_frames = 64;
-    std::string output;  // "" for standard error: never the program's stdout
-    bool debuginfod = false;
-    report::Format format = report::Format::text;
-    bool full = false;
+    WatchTiming timing;
+    OutputOptions out;  // output "" is standard error: never the program's stdout
 };
 
 struct ListOptions {

@@ -70,7 +70,7 @@ int status_to_exit_code(int status) {
 int run_run(const RunOptions& opt, std::ostream& err) {
     std::ofstream file;
     // Reports never go to the program's standard output: stderr, or --output.
-    std::ostream* sink = open_output(opt.output, file, err, err);
+    std::ostream* sink = open_output(opt.out.output, file, err, err);
     if (!sink) return exit_code::failure;
 
     // Block the forwarded signals before the child exists: none is lost.
@@ -86,12 +86,11 @@ int run_run(const RunOptions& opt, std::ostream& err) {
     }
     pid_t pid = *child;
 
-    auto writer = report::make_writer(opt.format, *sink, report::WriterOptions{opt.full});
+    auto writer = report::make_writer(opt.out.format, *sink, report::WriterOptions{opt.out.full});
     WatchOptions w;
-    w.threshold = opt.threshold;
-    w.interval = opt.interval;
-    w.sampler.max_frames = opt.max_frames;
-    w.sampler.symbols.debuginfod = opt.debuginfod;
+    w.threshold = opt.timing.threshold;
+    w.interval = opt.timing.interval;
+    w.sampler = sampler_options(opt.out);
     w.wait_for_table = true;
     auto on_signal = [pid](int sig, bool from_terminal) {
         // Ctrl-C and friends from the terminal reach the child directly (same

@@ -15,6 +15,13 @@
 
 namespace sw::cli {
 
+SamplerOptions sampler_options(const OutputOptions& out) {
+    SamplerOptions s;
+    s.max_frames = out.max_frames;
+    s.symbols.debuginfod = out.debuginfod;
+    return s;
+}
+
 report::Target describe_target(pid_t pid, std::string app_name) {
     report::Target t;
     t.pid = pid;

@@ -7,6 +7,7 @@
 #include <map>
 #include <memory>
 
+#include "cli/options.hpp"
 #include "proc/capture.hpp"
 #include "proc/thread_info.hpp"
 #include "report/report.hpp"
@@ -49,6 +50,9 @@ private:
     std::map<pid_t, proc::ThreadState> last_syscall_;
     symbolize::Symbolizer symbolizer_;
 };
+
+// The sampler settings the output options ask for.
+SamplerOptions sampler_options(const OutputOptions& out);
 
 // pid, comm and executable path of a process, plus the table's app name.
 report::Target describe_target(pid_t pid, std::string app_name);

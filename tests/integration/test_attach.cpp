@@ -104,12 +104,6 @@ std::vector<std::string> attach_args(pid_t pid, std::vector<std::string> extra) 
     return argv;
 }
 
-std::size_t count_of(const std::string& text, const std::string& what) {
-    std::size_t n = 0;
-    for (auto pos = text.find(what); pos != std::string::npos; pos = text.find(what, pos + what.size())) ++n;
-    return n;
-}
-
 std::size_t lines_of(const std::string& text) { return count_of(text, "\n"); }
 
 // The victim blocked in `m` at recursion `depth`: the report shows the

@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "support/child.hpp"
+#include "support/text_report.hpp"
 #include "support/process.hpp"
 #include "support/spawn.hpp"
 #include "support/threads.hpp"
@@ -77,27 +78,6 @@ std::string kind_of(const std::string& err) {
     auto line = err.substr(0, err.find('\n'));
     auto colon = line.find(':', 12);
     return line.substr(0, std::min<std::size_t>(colon == std::string::npos ? line.size() : colon, 70));
-}
-
-// A worker `name` whose report has a stack through `function`.
-std::size_t count_of(const std::string& text, const std::string& what) {
-    std::size_t n = 0;
-    for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + what.size())) ++n;
-    return n;
-}
-
-bool has_stack(const std::string& out, const std::string& name, const std::string& function) {
-    std::istringstream in(out);
-    bool ours = false;
-    for (std::string line; std::getline(in, line);) {
-        if (line.rfind("  ", 0) != 0) {
-            ours = line.find("worker \"" + name + "\" (tid ") != std::string::npos;
-            continue;
-        }
-        if (ours && line.rfind("  no stack:", 0) != 0 && line.find(" " + function + " ") != std::string::npos)
-            return true;
-    }
-    return false;
 }
 
 // status, dump, dump --all-threads, list and attach against a table that

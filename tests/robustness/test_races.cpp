@@ -97,28 +97,6 @@ void check_released(pid_t pid) {
     CHECK(released);
 }
 
-std::size_t count_of(const std::string& text, const std::string& what) {
-    std::size_t n = 0;
-    for (auto pos = text.find(what); pos != std::string::npos; pos = text.find(what, pos + what.size())) ++n;
-    return n;
-}
-
-// A report (attach's STALL, or one of dump's) of worker `name` whose stack
-// goes through `function`.
-bool has_stack(const std::string& out, const std::string& name, const std::string& function) {
-    std::istringstream in(out);
-    bool ours = false;
-    for (std::string line; std::getline(in, line);) {
-        if (line.rfind("  ", 0) != 0) {
-            ours = line.find("worker \"" + name + "\" (tid ") != std::string::npos;
-            continue;
-        }
-        if (ours && line.rfind("  no stack:", 0) != 0 && line.find(" " + function + " ") != std::string::npos)
-            return true;
-    }
-    return false;
-}
-
 }  // namespace
 
 TEST_CASE("threads that exit between detection and capture, and during it, are skipped and the watch goes on") {

@@ -165,4 +165,27 @@ inline std::optional<double> printed_ms(const std::string& text) {
     return std::nullopt;
 }
 
+// How many times `what` occurs in `text` (not overlapping).
+inline std::size_t count_of(const std::string& text, const std::string& what) {
+    std::size_t n = 0;
+    for (auto pos = text.find(what); pos != std::string::npos; pos = text.find(what, pos + what.size())) ++n;
+    return n;
+}
+
+// A report (attach's STALL, or one of dump's) of worker `name` whose stack
+// goes through `function`.
+inline bool has_stack(const std::string& out, const std::string& name, const std::string& function) {
+    std::istringstream in(out);
+    bool ours = false;
+    for (std::string line; std::getline(in, line);) {
+        if (line.rfind("  ", 0) != 0) {
+            ours = line.find("worker \"" + name + "\" (tid ") != std::string::npos;
+            continue;
+        }
+        if (ours && line.rfind("  no stack:", 0) != 0 && line.find(" " + function + " ") != std::string::npos)
+            return true;
+    }
+    return false;
+}
+
 }  // namespace sw::test

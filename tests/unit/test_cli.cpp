@@ -56,19 +56,19 @@ TEST_CASE("durations need a unit") {
 TEST_CASE("attach options and their defaults") {
     auto a = parsed<sw::cli::AttachOptions>({"attach", "42"});
     CHECK(a.pid == 42);
-    CHECK(a.threshold == 100ms);
-    CHECK(a.interval == 10ms);
+    CHECK(a.timing.threshold == 100ms);
+    CHECK(a.timing.interval == 10ms);
     CHECK_FALSE(a.once);
-    CHECK(a.format == sw::report::Format::text);
+    CHECK(a.out.format == sw::report::Format::text);
     a = parsed<sw::cli::AttachOptions>({"attach", "7", "--threshold", "250ms", "-i", "5ms", "--once",
                                         "--format", "json", "--max-frames", "12", "-o", "/tmp/x", "--full"});
-    CHECK(a.threshold == 250ms);
-    CHECK(a.interval == 5ms);
+    CHECK(a.timing.threshold == 250ms);
+    CHECK(a.timing.interval == 5ms);
     CHECK(a.once);
-    CHECK(a.format == sw::report::Format::json);
-    CHECK(a.max_frames == 12);
-    CHECK(a.output == "/tmp/x");
-    CHECK(a.full);
+    CHECK(a.out.format == sw::report::Format::json);
+    CHECK(a.out.max_frames == 12);
+    CHECK(a.out.output == "/tmp/x");
+    CHECK(a.out.full);
 }
 
 TEST_CASE("usage errors are one line and exit 64") {
@@ -92,14 +92,14 @@ TEST_CASE("usage errors are one line and exit 64") {
 
 TEST_CASE("run takes the program and its own options after --") {
     auto r = parsed<sw::cli::RunOptions>({"run", "--threshold", "1s", "--", "./app", "--threshold", "x"});
-    CHECK(r.threshold == 1s);
+    CHECK(r.timing.threshold == 1s);
     CHECK(r.command == std::vector<std::string>{"./app", "--threshold", "x"});
 }
 
 TEST_CASE("dump and list") {
     auto d = parsed<sw::cli::DumpOptions>({"dump", "9", "--all-threads", "-f", "folded"});
     CHECK(d.all_threads);
-    CHECK(d.format == sw::report::Format::folded);
+    CHECK(d.out.format == sw::report::Format::folded);
     auto l = parsed<sw::cli::ListOptions>({"list", "--format", "json"});
     CHECK(l.format == sw::report::Format::json);
 }
