@@ -73,8 +73,13 @@ WatchTiming parse_timing(const std::string& threshold, const std::string& interv
 }  // namespace
 
 std::string version_text() {
-    return fmt::format("stallwatch {}\nreads table format versions: {}\n", STALLWATCH_VERSION,
-                       STALLWATCH_TABLE_VERSION);
+#ifdef STALLWATCH_TEST_HOOKS
+    constexpr const char* hooks = "built with test hooks (STALLWATCH_TEST_HOOKS): not for production\n";
+#else
+    constexpr const char* hooks = "";
+#endif
+    return fmt::format("stallwatch {}\nreads table format versions: {}\n{}", STALLWATCH_VERSION,
+                       STALLWATCH_TABLE_VERSION, hooks);
 }
 
 ParseResult parse_command_line(const std::vector<std::string>& args) {

@@ -31,11 +31,16 @@ constexpr std::uint64_t red_zone = 128;
 
 // Test-only: hold every stop this long (µs) so that tests can look at the
 // target while one of its threads is stopped, or kill us in the window.
-// Read once; documented in docs/capture.md, not in --help.
+// Read once; only in a build configured with STALLWATCH_TEST_HOOKS (never a
+// package), documented in docs/capture.md, not in --help or the manual.
+#ifdef STALLWATCH_TEST_HOOKS
 const long test_hold_us = [] {
     const char* v = std::getenv("STALLWATCH_TEST_HOLD_STOP_US");
     return v ? std::max(0L, std::strtol(v, nullptr, 10)) : 0L;
 }();
+#else
+constexpr long test_hold_us = 0;
+#endif
 
 std::mutex lingering_mutex;
 std::vector<pid_t> lingering;  // seized, not yet stopped, so not yet detached

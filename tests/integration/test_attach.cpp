@@ -19,6 +19,7 @@
 #include "support/child.hpp"
 #include "support/markers.hpp"
 #include "support/process.hpp"
+#include "support/skip.hpp"
 #include "support/text_report.hpp"
 #include "support/threads.hpp"
 
@@ -317,7 +318,7 @@ TEST_CASE("attach: while the victim is held stopped, every other thread runs on"
     StallFixture fx("sw_fixture_stall", {"--mode", "sleep", "--stall-ms", "3000", "--workers", "3"});
     auto victim = fx.worker("victim");
     Process sw(attach_args(fx.pid, {"--once", "--threshold", "100ms"}),
-               {{"STALLWATCH_TEST_HOLD_STOP_US", "500000"}});
+               hold_stop_env(500000));
 
     REQUIRE_MESSAGE(poll_until([&] { return victim_in_tracing_stop(fx.pid, victim.tid); }, 5s),
                     "the victim never entered a tracing stop; stallwatch said: " << sw.err());
@@ -409,7 +410,7 @@ TEST_CASE("attach: after stallwatch ends, no thread is left traced or stopped an
     SUBCASE("SIGKILL while the victim is held stopped") {
         {
             Process sw(attach_args(fx.pid, {"--once", "--threshold", "100ms"}),
-                       {{"STALLWATCH_TEST_HOLD_STOP_US", "300000"}});
+                       hold_stop_env(300000));
             REQUIRE_MESSAGE(poll_until([&] { return victim_in_tracing_stop(fx.pid, victim.tid); }, 5s),
                             "the victim never entered a tracing stop: " << sw.err());
             sw.signal(SIGKILL);

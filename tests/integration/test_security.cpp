@@ -15,6 +15,7 @@
 
 #include "proc/fs_identity.hpp"
 #include "support/child.hpp"
+#include "support/skip.hpp"
 #include "support/table_image.hpp"
 
 using namespace sw::test;
@@ -63,7 +64,7 @@ int valid_table_memfd() {
 }  // namespace
 
 TEST_CASE("a table owned by another user than the process is refused") {
-    if (::geteuid() != 0) return;  // needs root to make such a process
+    if (::geteuid() != 0) SW_SKIP("needs root, to make a process of another user hold a root-owned table");
     int fd = valid_table_memfd();  // owned by root
     Holder h(fd, nobody);          // ... held by a process of nobody
     ::close(fd);
@@ -74,7 +75,7 @@ TEST_CASE("a table owned by another user than the process is refused") {
 }
 
 TEST_CASE("a file posing as the table that is not a memfd is refused, a FIFO without hanging") {
-    if (::geteuid() != 0) return;  // the pose needs a file at /memfd:stallwatch
+    if (::geteuid() != 0) SW_SKIP("needs root, to create the posing file /memfd:stallwatch");
     const char* path = "/memfd:stallwatch";
     SUBCASE("regular file") {
         int fd = ::open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
@@ -105,7 +106,7 @@ TEST_CASE("a file posing as the table that is not a memfd is refused, a FIFO wit
 }
 
 TEST_CASE("files opened on a target's behalf are opened with the target's rights") {
-    if (::geteuid() != 0) return;
+    if (::geteuid() != 0) SW_SKIP("needs root: the guarantee is about root's rights");
     // A file only root may read, and a process of nobody.
     std::string secret = "/tmp/sw-secret-XXXXXX";
     int sfd = ::mkstemp(secret.data());
@@ -129,7 +130,7 @@ TEST_CASE("files opened on a target's behalf are opened with the target's rights
 }
 
 TEST_CASE("root keeps its rights for a root process, and for a process of its own user") {
-    if (::geteuid() != 0) return;
+    if (::geteuid() != 0) SW_SKIP("needs root: the guarantee is about root's rights");
     Holder h(-1, 0);
     sw::proc::FsIdentity as_target(h.pid);
     CHECK_FALSE(as_target.switched());

@@ -15,7 +15,7 @@ fail() { printf 'FAIL [package]: %s\n' "$*" >&2; exit 1; }
 
 step "configure and build for /usr (monitor and shim only)"
 cmake -S "$top" -B "$build" -DCMAKE_INSTALL_PREFIX=/usr -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-    -DSTALLWATCH_BUILD_TESTS=OFF -DSTALLWATCH_BUILD_BENCH=OFF >/dev/null
+    -DSTALLWATCH_BUILD_TESTS=OFF -DSTALLWATCH_BUILD_BENCH=OFF -DSTALLWATCH_TEST_HOOKS=OFF >/dev/null
 cmake --build "$build" -j"$(nproc)" >/dev/null
 rm -f "$build"/*.deb
 (cd "$build" && cpack -G DEB >/dev/null)
@@ -42,6 +42,7 @@ libdir="$root/usr/lib/$multiarch"
 version=$("$root/usr/bin/stallwatch" --version)
 echo "$version"
 grep -q "reads table format versions: 1" <<<"$version" || fail "--version does not say the table format"
+if grep -q "test hooks" <<<"$version"; then fail "the packaged stallwatch was built with test hooks"; fi
 
 # Outside the source tree: a copy of the consumer sources only.
 cp "$top/tests/package/blocker.c" "$top/tests/package/CMakeLists.txt" "$work/"
@@ -59,7 +60,10 @@ cmake --build "$work/cmake-build" >/dev/null
 for prog in "$work/blocker_pc" "$work/cmake-build/blocker_cmake"; do
     step "catch $(basename "$prog")'s blocked worker with the installed stallwatch run"
     # The packaged stallwatch; the program finds the packaged libstallwatch.so.0.
-    LD_LIBRARY_PATH="$libdir" timeout 60 "$root/usr/bin/stallwatch" run --threshold 200ms -- "$prog" \
+    # The test-only hold knob must do nothing in a packaged binary: with it,
+    # every stop would last 3 s.
+    STALLWATCH_TEST_HOLD_STOP_US=3000000 LD_LIBRARY_PATH="$libdir" \
+        timeout 60 "$root/usr/bin/stallwatch" run --threshold 200ms -- "$prog" \
         >"$work/out" 2>"$work/err" || fail "stallwatch run failed: $(cat "$work/err")"
     grep -q "blocker: done" "$work/out" || fail "the program did not finish"
     grep -q 'STALL #1: worker "pkg-worker"' "$work/err" || fail "no stall report: $(cat "$work/err")"
@@ -67,6 +71,8 @@ for prog in "$work/blocker_pc" "$work/cmake-build/blocker_cmake"; do
         fail "the report does not name blocked_in_package_test at blocker.c:$line: $(cat "$work/err")"
     ldd "$prog" | grep -q "$libdir/libstallwatch.so.0" ||
         { LD_LIBRARY_PATH="$libdir" ldd "$prog" | grep -q "$libdir/libstallwatch.so.0" || fail "not linked to the packaged shim"; }
+    grep -qE 'stopped [0-9.]+(us|ms) to sample' "$work/err" ||
+        fail "the packaged stallwatch held the stop (test knob honoured?): $(grep 'to sample' "$work/err")"
     sed -n '/STALL #1/,/first frame/p' "$work/err"
 done
 step "passed"

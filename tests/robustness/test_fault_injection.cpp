@@ -20,6 +20,7 @@
 #include "proc/table_file.hpp"
 #include "support/child.hpp"
 #include "support/process.hpp"
+#include "support/skip.hpp"
 #include "support/spawn.hpp"
 #include "support/threads.hpp"
 
@@ -133,9 +134,7 @@ TEST_CASE("SIGKILL at random moments, many inside the capture window: the target
         Kind kind = pick < 45 ? Kind::held : pick < 85 ? Kind::delay : Kind::race;
         long hold_us = kind == Kind::held ? uniform(2000, 20000) : 0;
         ++count[kind];
-        std::map<std::string, std::string> extra;
-        if (hold_us) extra["STALLWATCH_TEST_HOLD_STOP_US"] = std::to_string(hold_us);
-        SpawnEnv env(extra);
+        SpawnEnv env(hold_stop_env(hold_us));
 
         output.clear();
         pid_t sw = spawn_to({stallwatch_binary(), "attach", std::to_string(pid), "--threshold", "1ms", "--interval",
@@ -156,7 +155,7 @@ TEST_CASE("SIGKILL at random moments, many inside the capture window: the target
             REQUIRE_MESSAGE(stopped, "no thread ever entered a tracing stop; " << context());
             to_first_stop += Clock::now() - spawned;
             std::this_thread::sleep_for(std::chrono::microseconds(uniform(0, hold_us * 9 / 10)));
-            inside = true;
+            inside = held_by(pid, sw);  // measured, not assumed: the hold may have ended
             break;
         }
         case Kind::delay:
@@ -227,8 +226,9 @@ TEST_CASE("SIGKILL at random moments, many inside the capture window: the target
                                 << std::chrono::duration<double, std::milli>(to_first_stop).count() /
                                        std::max(1L, count[Kind::held])
                                 << " ms after the start on average");
-    // The point is to kill it inside the window: most "held" rounds by
-    // construction, and a share of the others.
-    CHECK(in_window[Kind::held] == count[Kind::held]);
+    // The point is to kill it inside the window: nearly every "held" round
+    // (the hold may end between the look and the kill on a busy machine),
+    // and a share of the others. Each was seen just before the kill.
+    CHECK(in_window[Kind::held] * 10 >= count[Kind::held] * 9);
     CHECK(in_window[Kind::held] + in_window[Kind::delay] + in_window[Kind::race] >= rounds * 2 / 5);
 }

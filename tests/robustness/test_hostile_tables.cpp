@@ -15,6 +15,7 @@
 #include "support/child.hpp"
 #include "support/text_report.hpp"
 #include "support/process.hpp"
+#include "support/skip.hpp"
 #include "support/spawn.hpp"
 #include "support/threads.hpp"
 
@@ -59,8 +60,6 @@ struct Bystander {
 };
 
 std::string pid_arg(pid_t pid) { return std::to_string(pid); }
-
-std::map<std::string, std::string> hold_env(long us) { return {{"STALLWATCH_TEST_HOLD_STOP_US", std::to_string(us)}}; }
 
 // Every line of `err` is a stallwatch message, and there is at most `max`.
 void check_clear_errors(const std::string& err, std::size_t max) {
@@ -154,7 +153,7 @@ TEST_CASE("a slot naming a thread of another process: stallwatch refuses to stop
         ThreadSpy spy({other.pid});
 
         Process sw({stallwatch_binary(), "attach", pid_arg(w.pid), "--threshold", "20ms", "--interval", "5ms"},
-                   hold_env(100000));
+                   hold_stop_env(100000));
         bool both = sw.wait_for([&] { return sw.out().find("refused to stop it") != std::string::npos &&
                                              has_stack(sw.out(), "own", "own_main"); },
                                 10s);
@@ -167,7 +166,7 @@ TEST_CASE("a slot naming a thread of another process: stallwatch refuses to stop
                             pid_arg(w.pid) + " but of pid " + pid_arg(other.pid) + " (sw_fixture_work)") !=
               std::string::npos);
 
-        auto r = run({stallwatch_binary(), "dump", pid_arg(w.pid)}, 20s, hold_env(100000));
+        auto r = run({stallwatch_binary(), "dump", pid_arg(w.pid)}, 20s, hold_stop_env(100000));
         INFO("dump stdout:\n" << r.out << "stderr:\n" << r.err);
         CHECK(r.exit_code == 1);  // one worker could not be sampled
         CHECK(r.err.find("stallwatch: thread " + std::to_string(foreign) + ": tid " + std::to_string(foreign) +
@@ -190,7 +189,7 @@ TEST_CASE("slots whose tids flip at full speed, some of them foreign: only the t
               std::to_string(other.worker)});
     ThreadSpy spy({other.pid});
     Process sw({stallwatch_binary(), "attach", pid_arg(w.pid), "--threshold", "1ms", "--interval", "1ms"},
-               hold_env(20000));
+               hold_stop_env(20000));
     sw.watch_for(1500ms);
     sw.signal(SIGTERM);
     REQUIRE(sw.wait(10s).has_value());

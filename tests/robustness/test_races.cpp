@@ -18,6 +18,7 @@
 #include "proc/table_file.hpp"
 #include "support/child.hpp"
 #include "support/process.hpp"
+#include "support/skip.hpp"
 #include "support/spawn.hpp"
 #include "support/text_report.hpp"
 #include "support/threads.hpp"
@@ -33,11 +34,6 @@ std::vector<std::string> attach_args(pid_t pid, std::vector<std::string> extra) 
     std::vector<std::string> argv = {stallwatch_binary(), "attach", std::to_string(pid)};
     argv.insert(argv.end(), extra.begin(), extra.end());
     return argv;
-}
-
-std::map<std::string, std::string> hold_env(long us) {
-    if (us <= 0) return {};
-    return {{"STALLWATCH_TEST_HOLD_STOP_US", std::to_string(us)}};
 }
 
 // A fixture started with `argv` that said "ready pid=P ...".
@@ -106,7 +102,7 @@ TEST_CASE("threads that exit between detection and capture, and during it, are s
     std::string said;
     for (long hold : {0L, 2000L}) {
         INFO("hold " << hold << " us");
-        Process sw(attach_args(fx.pid, {"--threshold", "2ms", "--interval", "1ms"}), hold_env(hold));
+        Process sw(attach_args(fx.pid, {"--threshold", "2ms", "--interval", "1ms"}), hold_stop_env(hold));
         REQUIRE_MESSAGE(sw.wait_for_err("stallwatch: watching pid", 5s), sw.err());
         sw.watch_for(1500ms);
         stop_watching(sw);
@@ -140,7 +136,7 @@ TEST_CASE("a process that exits while watched, between detection and capture or 
         std::vector<std::string> argv = {racer(), "--mode", "exit", "--after-ms", std::to_string(after)};
         if (from_worker) argv.push_back("--from-worker");
         Started fx(argv);
-        Process sw(attach_args(fx.pid, {"--threshold", "20ms", "--interval", "1ms"}), hold_env(hold));
+        Process sw(attach_args(fx.pid, {"--threshold", "20ms", "--interval", "1ms"}), hold_stop_env(hold));
         check_ended(sw, 2);
         CHECK(sw.err().find("stallwatch: pid " + std::to_string(fx.pid) + " exited;") != std::string::npos);
         CHECK(fx.child.finish(5s) == std::optional<int>(0));
@@ -148,7 +144,7 @@ TEST_CASE("a process that exits while watched, between detection and capture or 
 
     SUBCASE("while its stalled thread is held stopped") {
         Started fx({fixture("sw_fixture_stall"), "--mode", "sleep", "--stall-ms", "5000", "--workers", "2"});
-        Process sw(attach_args(fx.pid, {"--threshold", "20ms"}), hold_env(300000));
+        Process sw(attach_args(fx.pid, {"--threshold", "20ms"}), hold_stop_env(300000));
         REQUIRE_MESSAGE(poll_until([&] { return held_by(fx.pid, sw.pid()); }, 5s), sw.err());
         // The process exits with one of its threads in our stop. Its parent
         // must see it end, not wait for stallwatch to go away: the dead
@@ -173,7 +169,7 @@ TEST_CASE("a process that execs while watched: the old table is dropped, a new o
             std::vector<std::string> argv = {racer(), "--mode", "exec", "--after-ms", "150", "--reinit"};
             if (from_worker) argv.push_back("--from-worker");
             Started fx(argv);
-            Process sw(attach_args(fx.pid, {"--threshold", "20ms", "--interval", "1ms"}), hold_env(hold));
+            Process sw(attach_args(fx.pid, {"--threshold", "20ms", "--interval", "1ms"}), hold_stop_env(hold));
             auto execd = fx.line_starting("exec'd pid=", 5s);
             REQUIRE_MESSAGE(execd.has_value(), "the exec did not complete: " << sw.err());
             bool reborn = sw.wait_for_out("worker \"reborn\"", 5s);
@@ -192,7 +188,7 @@ TEST_CASE("a process that execs while watched: the old table is dropped, a new o
         // Exec kills the other threads, the held one too, and waits until
         // each is reaped; a traced thread is reaped by its tracer only.
         Started fx({racer(), "--mode", "exec", "--after-ms", "-1"});
-        Process sw(attach_args(fx.pid, {"--threshold", "20ms", "--interval", "1ms"}), hold_env(300000));
+        Process sw(attach_args(fx.pid, {"--threshold", "20ms", "--interval", "1ms"}), hold_stop_env(300000));
         REQUIRE_MESSAGE(poll_until([&] { return held_by(fx.pid, sw.pid()); }, 5s), sw.err());
         auto t0 = Clock::now();
         // Closing its input makes it exec, and the new image then ends.
@@ -233,7 +229,7 @@ TEST_CASE("a process that somebody else stops and continues at random: no hang, 
     std::mt19937 rng(std::random_device{}());
     auto ms = [&](int hi) { return std::chrono::microseconds(std::uniform_int_distribution<int>(0, hi * 1000)(rng)); };
     // Stops held for 3 ms, so that many SIGSTOPs and SIGCONTs land inside one.
-    Process sw(attach_args(fx.pid, {"--threshold", "5ms", "--interval", "1ms"}), hold_env(3000));
+    Process sw(attach_args(fx.pid, {"--threshold", "5ms", "--interval", "1ms"}), hold_stop_env(3000));
     REQUIRE_MESSAGE(sw.wait_for_err("stallwatch: watching pid", 5s), sw.err());
     int stops = 0;
     for (auto end = Clock::now() + 1500ms; Clock::now() < end; ++stops) {
