@@ -8,7 +8,9 @@
 //   - warm symbolization of a 30-frame stack;
 //   - detection latency of `stallwatch attach` (--threshold 100ms
 //     --interval 10ms) from the victim's last tick to its report.
-// Targets are printed with PASS/MISS, then the figures as `name: value` lines.
+// Targets are printed with PASS/MISS (a figure that was not measured, or a
+// failed self-test of the watcher, is a MISS) and a closing "verdict:" line,
+// then the figures as `name: value` lines ("not measured" when empty).
 //
 //   sw_bench_capture [--fixture PATH] [--stallwatch PATH] [--quick] [--no-load]
 //   sw_bench_capture --cold-child PID       (internal: one cold capture)
@@ -739,12 +741,32 @@ struct Verdict {
 
 std::vector<Verdict> verdicts;
 
-void check(const std::string& what, double value, const std::string& unit, double target, bool at_least = false) {
-    bool pass = at_least ? value >= target : value <= target;
-    verdicts.push_back({fmt::format("  {:<42} {:>10.2f} {:<3} target {} {:<8} {}", what, value, unit,
-                                    at_least ? ">=" : "<=", fmt::format("{:g}", target),
-                                    pass ? "PASS" : "MISS"),
+// A measured figure, or nothing when its measurement produced no sample: it
+// is then printed as "not measured" and its target counts as missed, never
+// as a zero that passes every "<=" target.
+using Figure = std::optional<double>;
+Figure figure(const Stats& s, double Stats::*field) { return s.n > 0 ? Figure{s.*field} : std::nullopt; }
+
+void check(const std::string& what, Figure value, const std::string& unit, double target, bool at_least = false) {
+    bool pass = value && (at_least ? *value >= target : *value <= target);
+    std::string shown = value ? fmt::format("{:>10.2f} {:<3}", *value, unit) : fmt::format("{:>14}", "not measured");
+    verdicts.push_back({fmt::format("  {:<42} {} target {} {:<8} {}", what, shown, at_least ? ">=" : "<=",
+                                    fmt::format("{:g}", target), pass ? "PASS" : "MISS"),
                         pass});
+}
+
+// A condition the figures depend on (a self-test): MISS when false.
+void require(const std::string& what, bool ok) {
+    verdicts.push_back({fmt::format("  {:<42} {:>14} {:<18} {}", what, ok ? "yes" : "no", "", ok ? "PASS" : "MISS"),
+                        ok});
+}
+
+// One `name: value` line; "not measured" rather than a made-up zero.
+void print_figure(const char* name, Figure value, int decimals) {
+    if (value)
+        fmt::print("{}: {:.{}f}\n", name, *value, decimals);
+    else
+        fmt::print("{}: not measured\n", name);
 }
 
 }  // namespace
@@ -823,7 +845,9 @@ int main(int argc, char** argv) {
                ws.victim_stopped_samples, ws.victim_stop_runs, ws.victim_longest_lower_us,
                ws.victim_longest_upper_us, ws.victim_traced_samples);
 
-    // Self-test of the watcher: a capture held 5 ms must be seen as ~5 ms.
+    // Self-test of the watcher: a capture held 5 ms must be seen as ~5 ms;
+    // if it is not, the watcher's "others never seen stopped" proves nothing.
+    bool watcher_sees_stops = false;
     {
         StopWatcher selftest(p10.pid(), p10.tid());
         selftest.start();
@@ -835,7 +859,9 @@ int main(int argc, char** argv) {
         fmt::print("  watcher self-test: victim held {:.0f} us -> seen stopped {:.0f}..{:.0f} us; others {:.0f} us\n",
                    held ? us(held->stopped) : -1.0, st.victim_longest_lower_us, st.victim_longest_upper_us,
                    st.others_longest_upper_us);
-        if (st.victim_longest_lower_us < 2000) fmt::print("  WARNING: the watcher did not see the held stop\n");
+        watcher_sees_stops = held && st.victim_longest_lower_us >= 2000;
+        if (!watcher_sees_stops)
+            fmt::print("  the watcher did not see the held stop: its figures about other threads mean nothing\n");
     }
 
     // ---- 3. depth 200 ----
@@ -968,22 +994,27 @@ int main(int argc, char** argv) {
                    p10.last_error().empty() ? p200.last_error() : p10.last_error(), p10.dropped() + p200.dropped());
 
     // ---- verdicts, then the figures ----
-    double ratio = oneshot_s.median > 0 ? eu_s.median / oneshot_s.median : 0;
-    check("stop median, depth 10 (us)", warm_s.median, "us", 50);
-    check("stop p99, depth 10 (us)", warm_s.p99, "us", 500);
-    check("stop median, depth 200 (us)", deep_s.median, "us", 50);
-    check("stop p99, depth 200 (us)", deep_s.p99, "us", 500);
-    check("stop cold median, depth 10 (us)", cold_s.median, "us", 50);
-    check("stop cold max, depth 10 (us)", cold_s.max, "us", 500);
-    check("stop cold median, depth 200 (us)", cold200_s.median, "us", 50);
-    check("stop cold max, depth 200 (us)", cold200_s.max, "us", 500);
-    check("other threads seen stopped (us)", ws.others_longest_upper_us, "us", 0);
-    check("other threads seen traced (samples)", static_cast<double>(ws.others_traced_samples), "", 0);
+    Figure ratio = oneshot_s.n > 0 && eu_s.n > 0 && oneshot_s.median > 0 ? Figure{eu_s.median / oneshot_s.median}
+                                                                        : std::nullopt;
+    Figure others_stopped = watcher_sees_stops && ws.scans > 0 ? Figure{ws.others_longest_upper_us} : std::nullopt;
+    Figure others_traced =
+        watcher_sees_stops && ws.scans > 0 ? Figure{static_cast<double>(ws.others_traced_samples)} : std::nullopt;
+    check("stop median, depth 10 (us)", figure(warm_s, &Stats::median), "us", 50);
+    check("stop p99, depth 10 (us)", figure(warm_s, &Stats::p99), "us", 500);
+    check("stop median, depth 200 (us)", figure(deep_s, &Stats::median), "us", 50);
+    check("stop p99, depth 200 (us)", figure(deep_s, &Stats::p99), "us", 500);
+    check("stop cold median, depth 10 (us)", figure(cold_s, &Stats::median), "us", 50);
+    check("stop cold max, depth 10 (us)", figure(cold_s, &Stats::max), "us", 500);
+    check("stop cold median, depth 200 (us)", figure(cold200_s, &Stats::median), "us", 50);
+    check("stop cold max, depth 200 (us)", figure(cold200_s, &Stats::max), "us", 500);
+    require("watcher self-test saw a held stop", watcher_sees_stops);
+    check("other threads seen stopped (us)", others_stopped, "us", 0);
+    check("other threads seen traced (samples)", others_traced, "", 0);
     check("eu-stack / oneshot (ratio)", ratio, "x", 5, true);
-    check("warm symbolize, cached (us)", sym_s.median, "us", 1000);
-    check("warm symbolize, new addresses (us)", sym_new_s.median, "us", 1000);
-    check("detection latency median (ms)", detect_s.median, "ms", 120);
-    check("detection latency max (ms)", detect_s.max, "ms", 120);
+    check("warm symbolize, cached (us)", figure(sym_s, &Stats::median), "us", 1000);
+    check("warm symbolize, new addresses (us)", figure(sym_new_s, &Stats::median), "us", 1000);
+    check("detection latency median (ms)", figure(detect_s, &Stats::median), "ms", 120);
+    check("detection latency max (ms)", figure(detect_s, &Stats::max), "ms", 120);
     std::size_t misses = 0;
     fmt::print("\ntargets:\n");
     for (const auto& v : verdicts) {
@@ -992,18 +1023,19 @@ int main(int argc, char** argv) {
     }
     fmt::print("{} of {} targets missed; run took {:.1f} s\n", misses, verdicts.size(),
                ms(Clock::now() - started) / 1e3);
-    fmt::print("stop_cold_max_us (not in the block below): {:.1f}\n", cold_s.max);
+    fmt::print("verdict: {}\n", misses == 0 ? "PASS" : "MISS");
+    print_figure("stop_cold_max_us (not in the block below)", figure(cold_s, &Stats::max), 1);
     fmt::print("load average at the end: {}\n\n", loadavg());
 
-    fmt::print("stop_median_us: {:.1f}\n", warm_s.median);
-    fmt::print("stop_p99_us: {:.1f}\n", warm_s.p99);
-    fmt::print("stop_depth200_median_us: {:.1f}\n", deep_s.median);
-    fmt::print("stop_cold_us: {:.1f}\n", cold_s.median);
-    fmt::print("others_stopped_us: {:.1f}\n", ws.others_longest_upper_us);
-    fmt::print("oneshot_wall_ms: {:.2f}\n", oneshot_s.median);
-    fmt::print("eu_stack_wall_ms: {:.2f}\n", eu_s.median);
-    fmt::print("oneshot_vs_eu_stack: {:.3f}\n", ratio);
-    fmt::print("warm_symbolize_us: {:.2f}\n", sym_s.median);
-    fmt::print("detect_latency_ms: {:.1f}\n", detect_s.median);
+    print_figure("stop_median_us", figure(warm_s, &Stats::median), 1);
+    print_figure("stop_p99_us", figure(warm_s, &Stats::p99), 1);
+    print_figure("stop_depth200_median_us", figure(deep_s, &Stats::median), 1);
+    print_figure("stop_cold_us", figure(cold_s, &Stats::median), 1);
+    print_figure("others_stopped_us", others_stopped, 1);
+    print_figure("oneshot_wall_ms", figure(oneshot_s, &Stats::median), 2);
+    print_figure("eu_stack_wall_ms", figure(eu_s, &Stats::median), 2);
+    print_figure("oneshot_vs_eu_stack", ratio, 3);
+    print_figure("warm_symbolize_us", figure(sym_s, &Stats::median), 2);
+    print_figure("detect_latency_ms", figure(detect_s, &Stats::median), 1);
     return 0;
 }

@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <set>
 #include <fstream>
+#include <regex>
 #include <sstream>
 
 #include "support/child.hpp"
@@ -82,8 +83,15 @@ RunResult watch_for(std::vector<std::string> args, std::chrono::milliseconds how
                       std::to_string(static_cast<double>(how_long.count()) / 1000.0) +
                       "; kill -TERM $p; wait $p; echo $?"},
                  how_long + 20s);
+    // The shell prints stallwatch's exit status alone on a line; anything
+    // else (a time-out, nothing, noise) fails here rather than reading as 0.
+    REQUIRE_MESSAGE(!r.timed_out, "stallwatch did not end within 20 s of SIGTERM");
+    REQUIRE(r.exit_code == 0);
+    std::smatch status;
+    REQUIRE_MESSAGE(std::regex_match(r.out, status, std::regex("([0-9]{1,3})\n")),
+                    "no exit status from the shell, it printed: '" << r.out << "'");
     RunResult res;
-    res.exit_code = std::atoi(r.out.c_str());
+    res.exit_code = std::stoi(status[1].str());
     res.out = slurp(out);
     res.err = slurp(err);
     return res;

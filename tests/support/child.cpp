@@ -175,7 +175,13 @@ std::optional<long> field(const std::string& line, const std::string& key) {
     if (pos == std::string::npos) pos = line.rfind(key + "=", 0) == 0 ? 0 : std::string::npos;
     else ++pos;
     if (pos == std::string::npos) return std::nullopt;
-    return std::strtol(line.c_str() + pos + key.size() + 1, nullptr, 10);
+    // Strictly a number, ended by a space or the end of the line.
+    const char* start = line.c_str() + pos + key.size() + 1;
+    char* end = nullptr;
+    errno = 0;
+    long v = std::strtol(start, &end, 10);
+    if (end == start || errno != 0 || (*end != '\0' && *end != ' ')) return std::nullopt;
+    return v;
 }
 
 std::string stallwatch_binary() { return STALLWATCH_BINARY; }
