@@ -46,7 +46,9 @@ extern "C" {
  * Idempotent: later calls return 0 and change nothing.
  * Returns 0, or a negative errno: -ECANCELED when STALLWATCH_DISABLE is set,
  * -EINVAL for a capacity over the maximum, or the error of memfd_create,
- * ftruncate or mmap. After a failure every other call is a no-op.
+ * ftruncate, sealing the table (F_ADD_SEALS: without the seals nothing would
+ * stop a holder of the fd from shrinking the table under the application,
+ * so no table is made) or mmap. After a failure every other call is a no-op.
  */
 STALLWATCH_API int stallwatch_init(const char *app_name, uint32_t capacity);
 

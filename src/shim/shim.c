@@ -124,8 +124,15 @@ static int create_table(const char *app_name, uint32_t capacity)
         close(fd);
         return -e;
     }
-    /* Nobody, not even a hostile holder of the fd, can shrink it under us. */
-    (void)fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
+    /* Nobody, not even a hostile holder of the fd, can shrink it under us
+     * (the next tick would die of SIGBUS). Without the seal the shim would
+     * put the application at that risk, so it creates no table: init fails
+     * with the error and every call stays a no-op. */
+    if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
     void *base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (base == MAP_FAILED) {
         int e = errno;

@@ -5,6 +5,8 @@
 #include <csignal>
 #include <cerrno>
 #include <filesystem>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <set>
 
@@ -107,6 +109,41 @@ TEST_CASE("threads registering at once past capacity: exactly capacity slots, al
 TEST_CASE("STALLWATCH_DISABLE=1 leaves no table and every call a no-op") {
     Fixture fx({"--running", "2"}, {{"STALLWATCH_DISABLE", "1"}});
     CHECK(fx.get("init") == -ECANCELED);
+    CHECK(fx.get("live") == 0);
+    auto r = run({stallwatch_binary(), "status", std::to_string(fx.child.pid())});
+    CHECK(r.exit_code == 5);
+    CHECK(r.err.find("has no stallwatch table") != std::string::npos);
+    CHECK(fx.child.finish() == std::optional<int>(0));
+}
+
+TEST_CASE("the table is sealed: nobody holding its fd can shrink or grow it, or unseal it") {
+    Fixture fx({"--running", "2"});
+    REQUIRE(fx.get("init") == 0);
+    auto f = TableFile::open(fx.child.pid());
+    REQUIRE(f.ok());
+    // A writable description of the same file, as a hostile holder would get.
+    auto path = "/proc/" + std::to_string(fx.child.pid()) + "/fd/" + std::to_string(f->fd_number());
+    int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+    REQUIRE(fd >= 0);
+    int seals = ::fcntl(fd, F_GET_SEALS);
+    CHECK(seals == (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL));
+    struct stat st {};
+    REQUIRE(::fstat(fd, &st) == 0);
+    errno = 0;
+    CHECK(::ftruncate(fd, 0) != 0);
+    CHECK(errno == EPERM);
+    errno = 0;
+    CHECK(::ftruncate(fd, st.st_size + 4096) != 0);
+    CHECK(errno == EPERM);
+    CHECK(::fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE) != 0);  // F_SEAL_SEAL: no more seals either
+    ::close(fd);
+    CHECK(snapshot(fx.child.pid()).workers.size() == 2);  // and the table still reads
+}
+
+TEST_CASE("when the table cannot be sealed, the shim makes none: init fails with the error, calls are no-ops") {
+    // A seccomp filter in the fixture makes fcntl(F_ADD_SEALS) fail with EPERM.
+    Fixture fx({"--running", "2", "--deny-seals"});
+    CHECK(fx.get("init") == -EPERM);
     CHECK(fx.get("live") == 0);
     auto r = run({stallwatch_binary(), "status", std::to_string(fx.child.pid())});
     CHECK(r.exit_code == 5);
