@@ -12,6 +12,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "proc/fs_identity.hpp"
 #include "support/child.hpp"
@@ -127,6 +128,53 @@ TEST_CASE("files opened on a target's behalf are opened with the target's rights
     CHECK(fd >= 0);
     if (fd >= 0) ::close(fd);
     ::unlink(secret.c_str());
+}
+
+// End to end: a process of nobody that maps a library only root may read
+// (it mapped it while it was root). Root samples it. The library's blocking
+// function is static: its name and file:line are only in the file (symbol
+// table, debug info), never in the process's memory, so printing them means
+// having read the file. With the file readable by nobody (the control), they
+// are printed; with it root-only, they must not be.
+TEST_CASE("root sampling a process of nobody does not read for it a file only root may read") {
+    if (::geteuid() != 0) SW_SKIP("needs root: the guarantee is about root's rights");
+    for (mode_t mode : {mode_t{0644}, mode_t{0600}}) {
+        CAPTURE(mode);
+        char dir[] = "/tmp/sw-rights-XXXXXX";
+        REQUIRE(::mkdtemp(dir) != nullptr);
+        ::chmod(dir, 0755);
+        std::string lib = std::string(dir) + "/libsecret.so";
+        std::filesystem::copy_file(STALLWATCH_SECRET_LIB, lib);
+        REQUIRE(::chmod(lib.c_str(), mode) == 0);
+        std::string out;
+        {
+            Child fx({STALLWATCH_DROPPER, lib});
+            auto ready = fx.read_line();
+            REQUIRE_MESSAGE(ready.has_value(), "the dropper fixture did not say ready");
+            REQUIRE(field(*ready, "uid") == nobody);
+            auto pid = field(*ready, "pid").value_or(0);
+            // Until the victim is inside the library (its frame is there).
+            for (int i = 0; i < 50; ++i) {
+                auto r = run({stallwatch_binary(), "dump", std::to_string(pid), "--format", "json"}, 20s);
+                REQUIRE_MESSAGE(r.exit_code == 0, r.err);
+                out = r.out;
+                if (out.find("libsecret.so") != std::string::npos) break;
+                std::this_thread::sleep_for(20ms);
+            }
+        }
+        std::filesystem::remove_all(dir);
+        INFO("dump said: " << out);
+        REQUIRE(out.find("libsecret.so") != std::string::npos);  // the victim was inside the library
+        bool named = out.find("hidden_wait_in_secret_library") != std::string::npos;
+        bool located = out.find("secret_lib.c") != std::string::npos;
+        if (mode == 0644) {
+            CHECK(named);  // the control: the test does see a file that was read
+            CHECK(located);
+        } else {
+            CHECK_FALSE(named);
+            CHECK_FALSE(located);
+        }
+    }
 }
 
 TEST_CASE("root keeps its rights for a root process, and for a process of its own user") {
