@@ -199,6 +199,30 @@ TEST_CASE("a program whose names hold control bytes and invalid UTF-8 still give
     require_valid_events(tmp.file("e.jsonl"));
 }
 
+TEST_CASE("names from the target cannot forge lines: folded output replaces ';', spaces and newlines, text escapes") {
+    // A worker name that would, printed raw, add a frame, split the count
+    // off and start a line of its own.
+    Child c({fixture("sw_fixture_workers"), "--worker-name", "evil;fake 9\nforged", "--running", "2"});
+    auto ready = c.read_line();
+    REQUIRE(ready.has_value());
+    auto pid = std::to_string(field(*ready, "pid").value_or(0));
+
+    auto folded = run({stallwatch_binary(), "dump", pid, "--format", "folded"});
+    INFO("folded:\n" << folded.out);
+    CHECK(folded.exit_code == 0);
+    std::istringstream in(folded.out);
+    int lines = 0;
+    const std::regex shape("evil_fake_9_forged-[01](;[^;\n]+)+ [0-9]+");
+    for (std::string line; std::getline(in, line); ++lines) CHECK_MESSAGE(std::regex_match(line, shape), line);
+    CHECK(lines == 2);  // one per worker: the two stacks differ by name
+
+    auto text = run({stallwatch_binary(), "dump", pid});
+    INFO("text:\n" << text.out);
+    CHECK(text.exit_code == 0);
+    CHECK(text.out.find("\nforged") == std::string::npos);
+    CHECK(text.out.find("evil;fake 9\\x0aforged-0") != std::string::npos);
+}
+
 TEST_CASE("the stack fingerprint is the same across two runs with different ASLR") {
     std::vector<std::string> prints, victim_addresses;
     for (int i = 0; i < 2; ++i) {
