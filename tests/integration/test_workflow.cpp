@@ -199,7 +199,7 @@ TEST_CASE("a program whose names hold control bytes and invalid UTF-8 still give
     require_valid_events(tmp.file("e.jsonl"));
 }
 
-TEST_CASE("names from the target cannot forge lines: folded output replaces ';', spaces and newlines, text escapes") {
+TEST_CASE("names from the target cannot forge lines: folded output replaces semicolons, spaces and newlines, text escapes") {
     // A worker name that would, printed raw, add a frame, split the count
     // off and start a line of its own.
     Child c({fixture("sw_fixture_workers"), "--worker-name", "evil;fake 9\nforged", "--running", "2"});

@@ -7,7 +7,7 @@
 
 using namespace sw;
 
-TEST_CASE("folded output: ';', newlines and spaces in names never add a frame, a line or a field") {
+TEST_CASE("folded output: semicolons, newlines and spaces in names never add a frame, a line or a field") {
     report::StallReport r;
     r.event.kind = detect::EventKind::stall;
     r.event.worker.name = "w;x y\nz";
