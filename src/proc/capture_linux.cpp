@@ -29,18 +29,30 @@ using Clock = std::chrono::steady_clock;
 // Red zone below the stack pointer that leaf functions may use (x86-64 ABI).
 constexpr std::uint64_t red_zone = 128;
 
-// Test-only: hold every stop this long (µs) so that tests can look at the
-// target while one of its threads is stopped, or kill us in the window.
-// Read once; only in a build configured with STALLWATCH_TEST_HOOKS (never a
-// package), documented in docs/capture.md, not in --help or the manual.
+// Test-only hooks, only in a build configured with STALLWATCH_TEST_HOOKS
+// (never a package); documented in docs/capture.md, not in --help or the
+// manual. Read once. STALLWATCH_TEST_HOLD_STOP_US holds every stop this long
+// (µs), so that tests can look at the target while one of its threads is
+// stopped, or kill us in the window. STALLWATCH_TEST_HOLD_SEIZE_US waits this
+// long between the seize and the interrupt, so that a test can send a signal
+// that the traced thread then meets as a signal-delivery stop.
 #ifdef STALLWATCH_TEST_HOOKS
-const long test_hold_us = [] {
-    const char* v = std::getenv("STALLWATCH_TEST_HOLD_STOP_US");
+long test_hook_us(const char* name) {
+    const char* v = std::getenv(name);
     return v ? std::max(0L, std::strtol(v, nullptr, 10)) : 0L;
-}();
+}
+const long test_hold_us = test_hook_us("STALLWATCH_TEST_HOLD_STOP_US");
+const long test_seize_hold_us = test_hook_us("STALLWATCH_TEST_HOLD_SEIZE_US");
 #else
 constexpr long test_hold_us = 0;
+constexpr long test_seize_hold_us = 0;
 #endif
+
+void sleep_us(long us) {
+    timespec ts{us / 1'000'000, us % 1'000'000 * 1000};
+    while (::nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
 
 std::mutex lingering_mutex;
 std::vector<pid_t> lingering;  // seized, not yet stopped, so not yet detached
@@ -332,6 +344,7 @@ Result<CaptureOutcome> capture_thread(pid_t pid, pid_t tid, const std::vector<Ma
             (void)guard.wait_stop(Clock::now() + opt.stop_timeout);
         return not_a_thread_of(pid, tid);  // the guard detaches
     }
+    if (test_seize_hold_us > 0) sleep_us(test_seize_hold_us);
     auto t0 = Clock::now();
     if (::ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr) != 0) {
         int e = errno;
@@ -350,11 +363,7 @@ Result<CaptureOutcome> capture_thread(pid_t pid, pid_t tid, const std::vector<Ma
                           fmt::format("reading the registers of thread {}: {}", tid, std::strerror(e)), e);
     }
     auto [base, got] = copy_stack(pid, out.capture.regs, maps, buf, out.capture.stack.reached_top);
-    if (test_hold_us > 0) {
-        timespec ts{test_hold_us / 1'000'000, test_hold_us % 1'000'000 * 1000};
-        while (::nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-        }
-    }
+    if (test_hold_us > 0) sleep_us(test_hold_us);
     if (still_stalled && !still_stalled()) out.dropped = true;
     out.capture.forwarded_signal = guard.forwarded_signal();
     guard.release();

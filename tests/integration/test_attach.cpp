@@ -16,6 +16,7 @@
 #include <memory>
 #include <regex>
 #include <sstream>
+#include <thread>
 
 #include "proc/table_file.hpp"
 #include "support/child.hpp"
@@ -315,6 +316,34 @@ TEST_CASE("attach: a victim 40 frames deep is unwound to its entry point") {
 }
 
 // ---- 3. only the stalled thread stops ----
+
+// While stallwatch runs on, a captured thread is free again at once: no
+// thread stays stopped or traced between captures (the kernel's detach at
+// stallwatch's exit would hide a missing detach from a test that looks only
+// after the end).
+TEST_CASE("attach: each capture releases the thread at once, while stallwatch watches on") {
+    StallFixture fx("sw_fixture_stall", {"--mode", "sleep", "--stall-ms", "3000", "--workers", "0"});
+    auto victim = fx.worker("victim");
+    Process sw(attach_args(fx.pid, {"--threshold", "200ms"}));
+    REQUIRE_MESSAGE(sw.wait_for_out("STALL #1:", 5s), "no report; stallwatch said: " << sw.err());
+    // The report is printed after the detach. The next capture (the update
+    // at 400 ms) is 200 ms away: look 40 times in the next 100 ms.
+    int traced = 0, looks = 0;
+    for (auto end = std::chrono::steady_clock::now() + 100ms; std::chrono::steady_clock::now() < end; ++looks) {
+        auto st = thread_status(fx.pid, victim.tid);
+        REQUIRE(st.has_value());
+        traced += st->tracer != 0 || st->state == 't';
+        std::this_thread::sleep_for(2500us);
+    }
+    INFO(traced << " of " << looks << " looks found the victim traced or stopped");
+    CHECK(looks >= 10);
+    CHECK(traced <= looks / 10);
+    // And it is captured again for the update: the first capture let it go.
+    CHECK_MESSAGE(sw.wait_for_out("STALL #1 still going", 5s), sw.out() << sw.err());
+    sw.signal(SIGTERM);
+    REQUIRE(sw.wait(10s).has_value());
+    CHECK(sw.exit_code() == 0);
+}
 
 TEST_CASE("attach: while the victim is held stopped, every other thread runs on") {
     StallFixture fx("sw_fixture_stall", {"--mode", "sleep", "--stall-ms", "3000", "--workers", "3"});

@@ -107,6 +107,31 @@ TEST_CASE("signals sent while the thread is held stopped all arrive, real-time o
     CHECK(seen.rt == sent_rt);
 }
 
+// A signal that reaches a thread between the seize and the interrupt is
+// met by the tracer as a signal-delivery stop: it is taken out of the
+// thread's queue, and only the tracer can put it back, at the detach.
+TEST_CASE("a signal that the seize intercepts is passed on at the detach, with its payload") {
+    SignalFixture fx;
+    constexpr int rounds = 3;
+    std::vector<int> sent;
+    for (int round = 0; round < rounds; ++round) {
+        Process sw({stallwatch_binary(), "dump", std::to_string(fx.pid)}, hold_seize_env(300'000));
+        // Seized (traced) but not yet interrupted: still asleep.
+        REQUIRE_MESSAGE(poll_until([&] { return traced_by(fx.pid, sw.pid()); }, 5s),
+                        "the victim was never seized: " << sw.err());
+        REQUIRE(fx.rt(7000 + round));
+        sent.push_back(7000 + round);
+        // The signal wakes it into a signal-delivery stop, before the interrupt.
+        CHECK_MESSAGE(poll_until([&] { return held_by(fx.pid, sw.pid()); }, 250ms),
+                      "the signal did not stop the traced thread before the interrupt");
+        REQUIRE(sw.wait(15s).has_value());
+        INFO("stallwatch said: " << sw.err() << sw.out());
+        REQUIRE(sw.exit_code() == 0);
+    }
+    auto seen = fx.read_signals(0, sent.size());
+    CHECK(seen.rt == sent);
+}
+
 TEST_CASE("a stream of real-time signals across many seizes and releases: none lost, none reordered") {
     SignalFixture fx;
     // A sender thread queues signals with increasing payloads, a few at a

@@ -29,14 +29,24 @@ inline constexpr bool test_hooks_built =
     false;
 #endif
 
-// The environment that makes the monitor hold every stop for `us`
-// microseconds (none for 0). Fails the test when the build has no hooks.
-inline std::map<std::string, std::string> hold_stop_env(long us) {
+// The environment that sets one of the monitor's test hooks (nothing for 0).
+// Fails the test when the build has no hooks.
+inline std::map<std::string, std::string> test_hook_env(const std::string& name, long us) {
     REQUIRE_MESSAGE(test_hooks_built,
                     "this test needs the monitor's test hooks: configure with -DSTALLWATCH_TEST_HOOKS=ON "
                     "(tests/run-all.sh does)");
     if (us <= 0) return {};
-    return {{"STALLWATCH_TEST_HOLD_STOP_US", std::to_string(us)}};
+    return {{name, std::to_string(us)}};
+}
+
+// Every stop of a target thread is held `us` microseconds.
+inline std::map<std::string, std::string> hold_stop_env(long us) {
+    return test_hook_env("STALLWATCH_TEST_HOLD_STOP_US", us);
+}
+
+// `us` microseconds pass between the seize of a thread and its interrupt.
+inline std::map<std::string, std::string> hold_seize_env(long us) {
+    return test_hook_env("STALLWATCH_TEST_HOLD_SEIZE_US", us);
 }
 
 }  // namespace sw::test
