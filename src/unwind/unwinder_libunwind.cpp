@@ -10,6 +10,7 @@
 #include <optional>
 #include <unordered_map>
 
+#include "unwind/eh_frame_tables.hpp"
 #include "unwind/unwinder.hpp"
 #include "unwind/vdso.hpp"
 
@@ -42,6 +43,10 @@ struct Unwinder::Impl {
     // The vDSO's unwind table, found on first use (it has no file on disk).
     std::optional<VdsoTable> vdso;
     bool vdso_looked = false;
+    // Tables built from .eh_frame for modules linked without .eh_frame_hdr.
+    EhFrameTables eh_frames;
+
+    explicit Impl(pid_t p) : pid(p), eh_frames(p) {}
 
     static inline std::unordered_map<unw_addr_space_t, Impl*> by_as;
 
@@ -82,7 +87,11 @@ int find_proc_info(unw_addr_space_t as, unw_word_t ip, unw_proc_info_t* pi, int 
     }
     if (self->vdso && self->vdso->contains(ip))
         return sw_dwarf_search_unwind_table(as, ip, &self->vdso->info, pi, need, arg);
-    return _UPT_find_proc_info(as, ip, pi, need, self->upt);
+    int rc = _UPT_find_proc_info(as, ip, pi, need, self->upt);
+    if (rc != -UNW_ENOINFO) return rc;
+    // No .eh_frame_hdr (a static non-PIE executable): our own table.
+    if (auto* di = self->eh_frames.find(ip)) return sw_dwarf_search_unwind_table(as, ip, di, pi, need, arg);
+    return rc;
 }
 
 void put_unwind_info(unw_addr_space_t as, unw_proc_info_t* pi, void*) {
@@ -95,6 +104,7 @@ int access_mem(unw_addr_space_t as, unw_word_t addr, unw_word_t* val, int write,
     if (write) return -UNW_EREADONLYREG;
     auto* self = impl_of(as);
     if (!self || !current) return -UNW_EINVAL;
+    if (auto table = self->eh_frames.read(addr, val)) return *table ? 0 : -UNW_EINVAL;
     const auto& stack = current->stack;
     if (stack.contains(addr, sizeof *val)) {
         std::memcpy(val, stack.bytes.data() + (addr - stack.base), sizeof *val);
@@ -126,8 +136,7 @@ int get_proc_name(unw_addr_space_t, unw_word_t, char*, size_t, unw_word_t*, void
 
 }  // namespace
 
-Unwinder::Unwinder(pid_t pid) : impl_(std::make_unique<Impl>()) {
-    impl_->pid = pid;
+Unwinder::Unwinder(pid_t pid) : impl_(std::make_unique<Impl>(pid)) {
     impl_->upt = _UPT_create(pid);
     impl_->acc.find_proc_info = find_proc_info;
     impl_->acc.put_unwind_info = put_unwind_info;
@@ -156,6 +165,7 @@ void Unwinder::flush() {
     if (impl_->as) unw_flush_cache(impl_->as, 0, 0);
     impl_->pages.clear();
     impl_->vdso_looked = false;
+    impl_->eh_frames.forget(true);
 }
 
 RawStack Unwinder::unwind(const proc::ThreadCapture& cap, std::size_t max_frames) {
@@ -166,6 +176,7 @@ RawStack Unwinder::unwind(const proc::ThreadCapture& cap, std::size_t max_frames
     }
     current = &cap;
     impl_->hit_copy_end = false;
+    impl_->eh_frames.forget(false);
     struct Reset {
         ~Reset() { current = nullptr; }
     } reset;
@@ -187,8 +198,17 @@ RawStack Unwinder::unwind(const proc::ThreadCapture& cap, std::size_t max_frames
         }
         // The frame after a signal trampoline was interrupted, not calling.
         bool signal_frame = unw_is_signal_frame(&cursor) > 0;
+        unw_cursor_t before = cursor;  // a plain struct: copies are independent cursors
         int rc = unw_step(&cursor);
-        if (rc == 0) break;  // outermost frame
+        if (rc == 0) {
+            // The outermost frame, if its CFI says so (the return address
+            // undefined: _start, clone3). Without CFI libunwind guessed from
+            // rbp, and rbp == 0 made it give up silently: say so.
+            unw_proc_info_t pi;
+            if (unw_get_proc_info(&before, &pi) < 0)
+                out.stopped_early = fmt::format("no unwind information for the frame at {:#x}", pc);
+            break;
+        }
         if (rc < 0) {
             out.stopped_early = impl_->hit_copy_end
                                     ? "stack deeper than the copied part"
