@@ -134,6 +134,14 @@ int get_proc_name(unw_addr_space_t, unw_word_t, char*, size_t, unw_word_t*, void
     return -UNW_ENOINFO;  // names come from libdw
 }
 
+// Whether CFI covers `ip` (for a return address, the call before it).
+bool has_unwind_info(unw_addr_space_t as, unw_word_t ip) {
+    unw_proc_info_t pi{};
+    if (find_proc_info(as, ip, &pi, 0, nullptr) < 0) return false;
+    put_unwind_info(as, &pi, nullptr);
+    return true;
+}
+
 }  // namespace
 
 Unwinder::Unwinder(pid_t pid) : impl_(std::make_unique<Impl>(pid)) {
@@ -198,14 +206,13 @@ RawStack Unwinder::unwind(const proc::ThreadCapture& cap, std::size_t max_frames
         }
         // The frame after a signal trampoline was interrupted, not calling.
         bool signal_frame = unw_is_signal_frame(&cursor) > 0;
-        unw_cursor_t before = cursor;  // a plain struct: copies are independent cursors
         int rc = unw_step(&cursor);
         if (rc == 0) {
             // The outermost frame, if its CFI says so (the return address
             // undefined: _start, clone3). Without CFI libunwind guessed from
-            // rbp, and rbp == 0 made it give up silently: say so.
-            unw_proc_info_t pi;
-            if (unw_get_proc_info(&before, &pi) < 0)
+            // rbp, and rbp == 0 made it give up silently: say so. (Not
+            // unw_get_proc_info: it reports success for a frame without CFI.)
+            if (!has_unwind_info(impl_->as, activation ? pc : pc - 1))
                 out.stopped_early = fmt::format("no unwind information for the frame at {:#x}", pc);
             break;
         }
