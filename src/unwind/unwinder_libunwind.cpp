@@ -196,9 +196,13 @@ RawStack Unwinder::unwind(const proc::ThreadCapture& cap, std::size_t max_frames
         return out;
     }
     bool activation = true;
+    bool outermost = false;  // libunwind found no caller (not an error)
     for (;;) {
         unw_word_t pc = 0;
-        if (unw_get_reg(&cursor, UNW_REG_IP, &pc) < 0 || pc == 0) break;
+        if (unw_get_reg(&cursor, UNW_REG_IP, &pc) < 0 || pc == 0) {
+            outermost = !out.frames.empty();
+            break;
+        }
         out.frames.push_back(RawFrame{pc, activation});
         if (out.frames.size() >= max_frames) {
             out.stopped_early = fmt::format("stopped at {} frames (--max-frames)", max_frames);
@@ -208,12 +212,7 @@ RawStack Unwinder::unwind(const proc::ThreadCapture& cap, std::size_t max_frames
         bool signal_frame = unw_is_signal_frame(&cursor) > 0;
         int rc = unw_step(&cursor);
         if (rc == 0) {
-            // The outermost frame, if its CFI says so (the return address
-            // undefined: _start, clone3). Without CFI libunwind guessed from
-            // rbp, and rbp == 0 made it give up silently: say so. (Not
-            // unw_get_proc_info: it reports success for a frame without CFI.)
-            if (!has_unwind_info(impl_->as, activation ? pc : pc - 1))
-                out.stopped_early = fmt::format("no unwind information for the frame at {:#x}", pc);
+            outermost = true;
             break;
         }
         if (rc < 0) {
@@ -224,6 +223,15 @@ RawStack Unwinder::unwind(const proc::ThreadCapture& cap, std::size_t max_frames
             break;
         }
         activation = signal_frame;
+    }
+    // A real end when the last frame's CFI says so (the return address
+    // undefined: _start, clone3). Without CFI libunwind guessed from rbp, and
+    // rbp == 0 (or a guess that read 0) ended the stack silently: say so.
+    // (Not unw_get_proc_info: it reports success for a frame without CFI.)
+    if (outermost) {
+        const RawFrame& last = out.frames.back();
+        if (!has_unwind_info(impl_->as, last.activation ? last.pc : last.pc - 1))
+            out.stopped_early = fmt::format("no unwind information for the frame at {:#x}", last.pc);
     }
     return out;
 }
