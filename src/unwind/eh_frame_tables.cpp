@@ -86,6 +86,12 @@ unw_dyn_info_t* EhFrameTables::find(std::uint64_t ip) {
     return &added.info;
 }
 
+unw_dyn_info_t* EhFrameTables::built(std::uint64_t ip) {
+    for (auto& mod : modules_)
+        if (mod.table && ip >= mod.table->start_ip && ip < mod.table->end_ip) return &mod.info;
+    return nullptr;
+}
+
 std::optional<bool> EhFrameTables::read(std::uint64_t addr, unw_word_t* out) const {
     if (addr < reserved_base) return std::nullopt;
     std::uint64_t slot = (addr - reserved_base) / slot_size;

@@ -33,6 +33,11 @@ public:
     // The pointer is valid until the next call.
     unw_dyn_info_t* find(std::uint64_t ip);
 
+    // The table already built for the module of `ip`, or nullptr: checked
+    // before libunwind's own lookup, which would map the file again for
+    // every frame of a module it has no table for.
+    unw_dyn_info_t* built(std::uint64_t ip);
+
     // The word at `addr` if it is in a table's reserved range: nullopt if
     // `addr` is not in the reserved ranges at all, false if it is but no
     // table holds it (then true and *out set when one does).

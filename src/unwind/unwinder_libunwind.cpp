@@ -87,6 +87,7 @@ int find_proc_info(unw_addr_space_t as, unw_word_t ip, unw_proc_info_t* pi, int 
     }
     if (self->vdso && self->vdso->contains(ip))
         return sw_dwarf_search_unwind_table(as, ip, &self->vdso->info, pi, need, arg);
+    if (auto* di = self->eh_frames.built(ip)) return sw_dwarf_search_unwind_table(as, ip, di, pi, need, arg);
     int rc = _UPT_find_proc_info(as, ip, pi, need, self->upt);
     if (rc != -UNW_ENOINFO) return rc;
     // No .eh_frame_hdr (a static non-PIE executable): our own table.
