@@ -297,7 +297,9 @@ std::optional<ElfUnwindLayout> read_elf_layout(const ReadAt& read) {
     constexpr std::string_view name = ".eh_frame";
     char buf[name.size() + 1];  // the name and its NUL
     for (const auto& s : sh) {
-        if (s.sh_type != SHT_PROGBITS || !(s.sh_flags & SHF_ALLOC) || s.sh_name >= strtab.sh_size ||
+        // lld (and LLVM's own libraries) type it SHT_X86_64_UNWIND.
+        if ((s.sh_type != SHT_PROGBITS && s.sh_type != SHT_X86_64_UNWIND) || !(s.sh_flags & SHF_ALLOC) ||
+            s.sh_name >= strtab.sh_size ||
             strtab.sh_size - s.sh_name < sizeof buf)
             continue;
         if (!read(strtab.sh_offset + s.sh_name, std::as_writable_bytes(std::span(buf)))) continue;

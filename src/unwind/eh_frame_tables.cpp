@@ -13,9 +13,9 @@ namespace sw::unwind {
 namespace {
 
 constexpr std::uint64_t slot_size = std::uint64_t{1} << 32;
-// An .eh_frame larger than this is not indexed (the largest in a Debian
-// system, libLLVM's, is about 10 MiB).
-constexpr std::uint64_t max_eh_frame = std::uint64_t{256} << 20;
+// An .eh_frame larger than this is not indexed (libLLVM-14's, a large one,
+// is under 5 MiB): a hostile target's file cannot make the monitor read more.
+constexpr std::uint64_t max_eh_frame = std::uint64_t{64} << 20;
 
 ReadAt read_file(int fd) {
     return [fd](std::uint64_t offset, std::span<std::byte> out) {
