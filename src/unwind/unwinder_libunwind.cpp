@@ -1,6 +1,7 @@
 // libunwind-ptrace backend. _UPT_find_proc_info supplies the unwind tables
-// (it reads /proc/<pid>/maps and the ELF files); every other accessor is
-// ours, so nothing here needs the thread to be stopped.
+// (it reads /proc/<pid>/maps and the ELF files), except the vDSO's and those
+// of modules without .eh_frame_hdr (static executables: eh_frame_tables.hpp);
+// every other accessor is ours, so nothing here needs the thread to be stopped.
 #include <libunwind-ptrace.h>
 #include <sys/uio.h>
 
