@@ -1,6 +1,6 @@
 // Writes the seed corpus of the fuzz targets: tables as the shim writes them
 // (built with tests/support/table_image.hpp), the hostile tables of
-// tests/unit/test_parse.cpp, maps files and names. The output is checked in
+// tests/unit/test_parse.cpp, maps files, names and .eh_frame sections. The output is checked in
 // under fuzz/corpus/; the test "fuzz: the checked-in seeds are what
 // sw_fuzz_make_corpus writes" keeps the two in step.
 //
@@ -292,6 +292,69 @@ void names() {
     text_seed("time-year-2262", 0x8000000000000000ull, "");
 }
 
+// fuzz_eh_frame input: a mode byte, a load address, then the bytes.
+void eh_frame_seed(const std::string& name, std::uint8_t mode, std::uint64_t address, const Bytes& body) {
+    Bytes b;
+    append_le<std::uint8_t>(b, mode);
+    append_le<std::uint64_t>(b, address);
+    append(b, body.data(), body.size());
+    write("eh_frame", name, b);
+}
+
+// A CIE with augmentation `aug` (its data `aug_data`) and FDEs of it for
+// the pcs in `pcs` (pcrel|sdata4 when the CIE has 'R', 8-byte absolute
+// otherwise), as GCC lays them out; then the zero terminator.
+Bytes eh_frame_section(std::uint64_t address, std::string_view aug, const Bytes& aug_data,
+                       const std::vector<std::uint32_t>& pcs) {
+    Bytes b;
+    auto record = [&](const Bytes& body) {
+        append_le<std::uint32_t>(b, static_cast<std::uint32_t>(body.size()));
+        append(b, body.data(), body.size());
+    };
+    Bytes cie;
+    append_le<std::uint32_t>(cie, 0);  // CIE id
+    append_le<std::uint8_t>(cie, 1);   // version
+    append(cie, aug);
+    append_le<std::uint8_t>(cie, 0);
+    append(cie, "\x01\x78\x10");  // code alignment 1, data alignment -8, return address r16
+    if (!aug.empty()) {
+        append_le<std::uint8_t>(cie, static_cast<std::uint8_t>(aug_data.size()));
+        append(cie, aug_data.data(), aug_data.size());
+    }
+    append(cie, "\x0c\x07\x08");  // DW_CFA_def_cfa rsp+8
+    while (cie.size() % 8 != 4) cie.push_back(std::byte{0});
+    record(cie);
+    const bool pcrel = aug.find('R') != std::string_view::npos;
+    for (std::uint32_t pc : pcs) {
+        Bytes fde;
+        append_le<std::uint32_t>(fde, static_cast<std::uint32_t>(b.size() + 4));  // back to the CIE at 0
+        if (pcrel) {
+            std::uint64_t field = address + b.size() + 8;
+            append_le<std::uint32_t>(fde, static_cast<std::uint32_t>(pc - field));
+            append_le<std::uint32_t>(fde, 0x40);
+            append_le<std::uint8_t>(fde, 0);  // augmentation data length
+        } else {
+            append_le<std::uint64_t>(fde, pc);
+            append_le<std::uint64_t>(fde, 0x40);
+        }
+        while (fde.size() % 8 != 4) fde.push_back(std::byte{0});
+        record(fde);
+    }
+    append_le<std::uint32_t>(b, 0);
+    return b;
+}
+
+void eh_frames() {
+    constexpr std::uint64_t at = 0x4a9d28;
+    eh_frame_seed("zR-two-fdes", 0, at, eh_frame_section(at, "zR", {std::byte{0x1b}}, {0x402000, 0x401000}));
+    eh_frame_seed("zPLR", 0, at,
+                  eh_frame_section(at, "zPLR",
+                                   {std::byte{0x9b}, std::byte{0x34}, std::byte{0x12}, std::byte{0},
+                                    std::byte{0}, std::byte{0x1b}, std::byte{0x1b}},
+                                   {0x401000, 0x401100, 0x401200}));
+    eh_frame_seed("no-augmentation", 0, at, eh_frame_section(at, "", {}, {0x401000}));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -304,5 +367,6 @@ int main(int argc, char** argv) {
     confirm_pairs();
     maps();
     names();
+    eh_frames();
     return 0;
 }

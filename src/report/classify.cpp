@@ -1,6 +1,10 @@
 #include "report/classify.hpp"
 
+#include <dlfcn.h>
+
 #include <initializer_list>
+
+#include "report/report.hpp"
 
 namespace sw::report {
 namespace {
@@ -34,6 +38,29 @@ FrameClass by_function(std::string_view fn) {
     return FrameClass::application;
 }
 
+// glibc exports `name` (looked up in the C library this monitor runs on,
+// without loading anything: it is loaded already).
+bool exported_by_libc(std::string_view name) {
+    static void* const libc = ::dlopen("libc.so.6", RTLD_LAZY | RTLD_NOLOAD);
+    if (!libc || name.empty()) return false;
+    return ::dlsym(libc, std::string(name).c_str()) != nullptr;
+}
+
+// The C library's code linked into a static executable (see classify.hpp).
+bool libc_in_static_executable(const symbolize::Frame& f) {
+    std::string_view fn = f.function;
+    if (auto at = fn.find('@'); at != std::string_view::npos) fn = fn.substr(0, at);
+    // Names the C standard reserves for the implementation; "_Z" is a
+    // mangled C++ name that did not demangle.
+    if (fn.size() > 1 && fn[0] == '_' && fn.substr(0, 2) != "_Z") return true;
+    // glibc's thread entry, not exported.
+    if (fn == "start_thread" || fn == "clone" || fn == "clone3") return true;
+    // A public libc function: unless the frame has a source line (Debian's
+    // libc.a has no debug info, an application built with -g does), as an
+    // application may define a function of the same name.
+    return !f.location && exported_by_libc(canonical_function(fn));
+}
+
 }  // namespace
 
 std::string_view basename_of(std::string_view path) {
@@ -64,6 +91,7 @@ FrameClass classify(const symbolize::Frame& f, const std::string& executable) {
         if (starts_with_any(file, {"/usr/include/"})) return FrameClass::runtime;
     }
     if (auto c = by_function(f.function); c != FrameClass::application) return c;
+    if (f.static_executable && libc_in_static_executable(f)) return FrameClass::libc;
     if (!executable.empty() && f.module == executable) return FrameClass::application;
     if (auto c = by_module(basename_of(f.module)); c != FrameClass::application) return c;
     // Other system libraries are plumbing too; anything else is the app's.

@@ -15,6 +15,15 @@ std::string_view to_string(FrameClass c);
 
 // `executable` is the target's main executable path (frames in it are the
 // application's unless their code was inlined from a system header).
+//
+// A statically linked executable (Frame::static_executable) also holds the
+// C library, so there a function is libc's when its name begins with '_'
+// (reserved for the implementation in C; "_Z" mangled names excepted), is
+// glibc's thread entry (start_thread, clone, clone3), or, for a frame
+// without a source line, is exported by the glibc this monitor runs on.
+// Limits: an application's own '_' names, or libc names it defines in code
+// built without debug info, are counted as libc; musl's internal names that
+// do not begin with '_' (its thread entry "start") stay the application's.
 FrameClass classify(const symbolize::Frame& f, const std::string& executable);
 
 // The file name part of a path.

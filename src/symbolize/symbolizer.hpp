@@ -31,6 +31,9 @@ struct Frame {
     std::optional<SourceLocation> location;
     bool inlined = false;        // inlined into the frame that follows it
     bool activation = false;     // see RawFrame
+    // The module is an executable linked without a dynamic loader (gcc
+    // -static or -static-pie): the C library's code is inside it.
+    bool static_executable = false;
 };
 
 struct Options {

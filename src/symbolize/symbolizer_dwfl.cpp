@@ -4,6 +4,7 @@
 #include <elfutils/libdwelf.h>
 #include <elfutils/libdwfl.h>
 #include <fcntl.h>
+#include <gelf.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -153,6 +154,33 @@ struct CuIndex {
     }
 };
 
+// No PT_INTERP, and ET_EXEC or a PIE (DF_1_PIE): a statically linked
+// executable. Shared libraries have no PT_INTERP either, but are neither.
+bool is_static_executable(Dwfl_Module* mod) {
+    Dwarf_Addr bias = 0;
+    Elf* elf = dwfl_module_getelf(mod, &bias);
+    GElf_Ehdr eh;
+    std::size_t phnum = 0;
+    if (!elf || !gelf_getehdr(elf, &eh) || elf_getphdrnum(elf, &phnum) != 0) return false;
+    for (std::size_t i = 0; i < phnum; ++i) {
+        GElf_Phdr ph;
+        if (gelf_getphdr(elf, static_cast<int>(i), &ph) && ph.p_type == PT_INTERP) return false;
+    }
+    if (eh.e_type == ET_EXEC) return true;
+    if (eh.e_type != ET_DYN) return false;
+    for (Elf_Scn* scn = elf_nextscn(elf, nullptr); scn; scn = elf_nextscn(elf, scn)) {
+        GElf_Shdr sh;
+        if (!gelf_getshdr(scn, &sh) || sh.sh_type != SHT_DYNAMIC || sh.sh_entsize == 0) continue;
+        Elf_Data* data = elf_getdata(scn, nullptr);
+        for (std::size_t i = 0; data && i < sh.sh_size / sh.sh_entsize; ++i) {
+            GElf_Dyn dyn;
+            if (!gelf_getdyn(data, static_cast<int>(i), &dyn)) break;
+            if (dyn.d_tag == DT_FLAGS_1) return (dyn.d_un.d_val & DF_1_PIE) != 0;
+        }
+    }
+    return false;
+}
+
 }  // namespace
 
 struct Symbolizer::Impl {
@@ -169,6 +197,7 @@ struct Symbolizer::Impl {
         dwfl_report_end(dwfl, nullptr, nullptr);
         cache.clear();
         cu_index.clear();
+        static_module.clear();
         reported = true;
     }
 
@@ -176,6 +205,7 @@ struct Symbolizer::Impl {
     Dwarf_Die* unit_of(Dwfl_Module* mod, Dwarf_Addr addr, Dwarf_Addr* bias, Dwarf_Die* storage);
 
     std::unordered_map<Dwfl_Module*, CuIndex> cu_index;  // modules without .debug_aranges
+    std::unordered_map<Dwfl_Module*, bool> static_module;  // is_static_executable, once per module
 };
 
 Dwarf_Die* Symbolizer::Impl::unit_of(Dwfl_Module* mod, Dwarf_Addr addr, Dwarf_Addr* bias, Dwarf_Die* storage) {
@@ -202,6 +232,9 @@ std::vector<Frame> Symbolizer::Impl::lookup(std::uint64_t addr) {
     const char* name = dwfl_module_info(mod, nullptr, &start, nullptr, nullptr, nullptr, &mainfile, nullptr);
     base.module = mainfile ? mainfile : (name ? name : "");
     base.module_offset = addr - start;
+    auto known = static_module.find(mod);
+    if (known == static_module.end()) known = static_module.emplace(mod, is_static_executable(mod)).first;
+    base.static_executable = known->second;
 
     Dwarf_Addr bias = 0;
     Dwarf_Die cu_storage;

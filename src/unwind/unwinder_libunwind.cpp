@@ -1,6 +1,7 @@
 // libunwind-ptrace backend. _UPT_find_proc_info supplies the unwind tables
-// (it reads /proc/<pid>/maps and the ELF files); every other accessor is
-// ours, so nothing here needs the thread to be stopped.
+// (it reads /proc/<pid>/maps and the ELF files), except the vDSO's and those
+// of modules without .eh_frame_hdr (static executables: eh_frame_tables.hpp);
+// every other accessor is ours, so nothing here needs the thread to be stopped.
 #include <libunwind-ptrace.h>
 #include <sys/uio.h>
 
@@ -10,6 +11,7 @@
 #include <optional>
 #include <unordered_map>
 
+#include "unwind/eh_frame_tables.hpp"
 #include "unwind/unwinder.hpp"
 #include "unwind/vdso.hpp"
 
@@ -42,6 +44,10 @@ struct Unwinder::Impl {
     // The vDSO's unwind table, found on first use (it has no file on disk).
     std::optional<VdsoTable> vdso;
     bool vdso_looked = false;
+    // Tables built from .eh_frame for modules linked without .eh_frame_hdr.
+    EhFrameTables eh_frames;
+
+    explicit Impl(pid_t p) : pid(p), eh_frames(p) {}
 
     static inline std::unordered_map<unw_addr_space_t, Impl*> by_as;
 
@@ -82,7 +88,12 @@ int find_proc_info(unw_addr_space_t as, unw_word_t ip, unw_proc_info_t* pi, int 
     }
     if (self->vdso && self->vdso->contains(ip))
         return sw_dwarf_search_unwind_table(as, ip, &self->vdso->info, pi, need, arg);
-    return _UPT_find_proc_info(as, ip, pi, need, self->upt);
+    if (auto* di = self->eh_frames.built(ip)) return sw_dwarf_search_unwind_table(as, ip, di, pi, need, arg);
+    int rc = _UPT_find_proc_info(as, ip, pi, need, self->upt);
+    if (rc != -UNW_ENOINFO) return rc;
+    // No .eh_frame_hdr (a static non-PIE executable): our own table.
+    if (auto* di = self->eh_frames.find(ip)) return sw_dwarf_search_unwind_table(as, ip, di, pi, need, arg);
+    return rc;
 }
 
 void put_unwind_info(unw_addr_space_t as, unw_proc_info_t* pi, void*) {
@@ -95,6 +106,7 @@ int access_mem(unw_addr_space_t as, unw_word_t addr, unw_word_t* val, int write,
     if (write) return -UNW_EREADONLYREG;
     auto* self = impl_of(as);
     if (!self || !current) return -UNW_EINVAL;
+    if (auto table = self->eh_frames.read(addr, val)) return *table ? 0 : -UNW_EINVAL;
     const auto& stack = current->stack;
     if (stack.contains(addr, sizeof *val)) {
         std::memcpy(val, stack.bytes.data() + (addr - stack.base), sizeof *val);
@@ -124,10 +136,17 @@ int get_proc_name(unw_addr_space_t, unw_word_t, char*, size_t, unw_word_t*, void
     return -UNW_ENOINFO;  // names come from libdw
 }
 
+// Whether CFI covers `ip` (for a return address, the call before it).
+bool has_unwind_info(unw_addr_space_t as, unw_word_t ip) {
+    unw_proc_info_t pi{};
+    if (find_proc_info(as, ip, &pi, 0, nullptr) < 0) return false;
+    put_unwind_info(as, &pi, nullptr);
+    return true;
+}
+
 }  // namespace
 
-Unwinder::Unwinder(pid_t pid) : impl_(std::make_unique<Impl>()) {
-    impl_->pid = pid;
+Unwinder::Unwinder(pid_t pid) : impl_(std::make_unique<Impl>(pid)) {
     impl_->upt = _UPT_create(pid);
     impl_->acc.find_proc_info = find_proc_info;
     impl_->acc.put_unwind_info = put_unwind_info;
@@ -156,6 +175,7 @@ void Unwinder::flush() {
     if (impl_->as) unw_flush_cache(impl_->as, 0, 0);
     impl_->pages.clear();
     impl_->vdso_looked = false;
+    impl_->eh_frames.forget(true);
 }
 
 RawStack Unwinder::unwind(const proc::ThreadCapture& cap, std::size_t max_frames) {
@@ -166,6 +186,7 @@ RawStack Unwinder::unwind(const proc::ThreadCapture& cap, std::size_t max_frames
     }
     current = &cap;
     impl_->hit_copy_end = false;
+    impl_->eh_frames.forget(false);
     struct Reset {
         ~Reset() { current = nullptr; }
     } reset;
@@ -177,9 +198,13 @@ RawStack Unwinder::unwind(const proc::ThreadCapture& cap, std::size_t max_frames
         return out;
     }
     bool activation = true;
+    bool outermost = false;  // libunwind found no caller (not an error)
     for (;;) {
         unw_word_t pc = 0;
-        if (unw_get_reg(&cursor, UNW_REG_IP, &pc) < 0 || pc == 0) break;
+        if (unw_get_reg(&cursor, UNW_REG_IP, &pc) < 0 || pc == 0) {
+            outermost = !out.frames.empty();
+            break;
+        }
         out.frames.push_back(RawFrame{pc, activation});
         if (out.frames.size() >= max_frames) {
             out.stopped_early = fmt::format("stopped at {} frames (--max-frames)", max_frames);
@@ -188,7 +213,10 @@ RawStack Unwinder::unwind(const proc::ThreadCapture& cap, std::size_t max_frames
         // The frame after a signal trampoline was interrupted, not calling.
         bool signal_frame = unw_is_signal_frame(&cursor) > 0;
         int rc = unw_step(&cursor);
-        if (rc == 0) break;  // outermost frame
+        if (rc == 0) {
+            outermost = true;
+            break;
+        }
         if (rc < 0) {
             out.stopped_early = impl_->hit_copy_end
                                     ? "stack deeper than the copied part"
@@ -197,6 +225,15 @@ RawStack Unwinder::unwind(const proc::ThreadCapture& cap, std::size_t max_frames
             break;
         }
         activation = signal_frame;
+    }
+    // A real end when the last frame's CFI says so (the return address
+    // undefined: _start, clone3). Without CFI libunwind guessed from rbp, and
+    // rbp == 0 (or a guess that read 0) ended the stack silently: say so.
+    // (Not unw_get_proc_info: it reports success for a frame without CFI.)
+    if (outermost) {
+        const RawFrame& last = out.frames.back();
+        if (!has_unwind_info(impl_->as, last.activation ? last.pc : last.pc - 1))
+            out.stopped_early = fmt::format("no unwind information for the frame at {:#x}", last.pc);
     }
     return out;
 }

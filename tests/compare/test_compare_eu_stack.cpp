@@ -1,5 +1,6 @@
 // `stallwatch dump --all-threads` against an independent unwinder, elfutils'
-// `eu-stack -p`, on the same threads: our stall fixtures in every build, and
+// `eu-stack -p`, on the same threads: our stall fixtures in every build
+// (static and static-pie included), and
 // two multi-threaded programs this project did not write (CPython, memcached).
 //
 // Both tools must see the same threads. For each thread, our non-inlined
@@ -496,6 +497,24 @@ TEST_CASE("dump --all-threads agrees with eu-stack: sw_fixture_stall, mutex") {
 
 TEST_CASE("dump --all-threads agrees with eu-stack: sw_fixture_stall_nofp, mutex") {
     check_fixture("sw_fixture_stall_nofp", "mutex");
+}
+
+// Statically linked: glibc's code inside the executable, unwound from the
+// executable's .eh_frame (no .eh_frame_hdr in a non-PIE static link).
+TEST_CASE("dump --all-threads agrees with eu-stack: sw_fixture_stall_static, sleep") {
+    check_fixture("sw_fixture_stall_static", "sleep");
+}
+
+TEST_CASE("dump --all-threads agrees with eu-stack: sw_fixture_stall_static, mutex") {
+    check_fixture("sw_fixture_stall_static", "mutex");
+}
+
+TEST_CASE("dump --all-threads agrees with eu-stack: sw_fixture_stall_static_pie, sleep") {
+    check_fixture("sw_fixture_stall_static_pie", "sleep");
+}
+
+TEST_CASE("dump --all-threads agrees with eu-stack: sw_fixture_stall_static_pie, mutex") {
+    check_fixture("sw_fixture_stall_static_pie", "mutex");
 }
 
 TEST_CASE("dump --all-threads agrees with eu-stack: python3 with sleeping threads") {
