@@ -14,6 +14,7 @@
 #include <set>
 
 #include "cli/commands.hpp"
+#include "cli/output.hpp"
 #include "cli/sampler.hpp"
 #include "common/text.hpp"
 #include "proc/process.hpp"
@@ -91,10 +92,13 @@ int run_dump(const DumpOptions& opt, std::ostream& out, std::ostream& err) {
         }
     }
 
-    std::ofstream file;
-    std::ostream* sink = open_output(opt.out.output, file, out, err);
-    if (!sink) return exit_code::failure;
-    auto writer = report::make_writer(opt.out.format, *sink, report::WriterOptions{opt.out.full});
+    auto output = Output::open(opt.out.output, out, "standard output", err);
+    if (!output) return exit_code::failure;
+    auto writer = report::make_writer(opt.out.format, output->stream(), report::WriterOptions{opt.out.full});
+    auto cannot_write = [&](int seen) {
+        fmt::print(err, "stallwatch: {}\n", output->write_error(seen));
+        return exit_code::failure;
+    };
     Sampler sampler(describe_target(opt.pid, snap ? snap->header.app_name : std::string{}), sampler_options(opt.out));
 
     std::size_t sampled = 0, failed = 0;
@@ -112,13 +116,11 @@ int run_dump(const DumpOptions& opt, std::ostream& out, std::ostream& err) {
             continue;
         }
         writer->stall(*r);
+        if (!writer->good()) return cannot_write(errno);  // stop no more threads for nothing
         ++sampled;
     }
     writer->finish();
-    if (!writer->good()) {
-        fmt::print(err, "stallwatch: cannot write the output\n");
-        return exit_code::failure;
-    }
+    if (!writer->good()) return cannot_write(errno);
     // Like eu-stack: 0 when every thread was shown, 1 when some could not be.
     (void)sampled;
     return failed > 0 ? exit_code::failure : exit_code::ok;
