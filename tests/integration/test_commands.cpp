@@ -35,7 +35,7 @@ struct Started {
     }
 };
 
-[[maybe_unused]] std::vector<json> json_lines(const std::string& text) {
+std::vector<json> json_lines(const std::string& text) {
     std::vector<json> out;
     std::istringstream in(text);
     for (std::string line; std::getline(in, line);) out.push_back(json::parse(line));
@@ -79,4 +79,38 @@ TEST_CASE("run: a report that cannot be written is named, and the program runs o
     CHECK(r.exit_code == 0);  // the program's status
     CHECK(r.err.find("stallwatch: cannot write to /dev/full: No space left on device\n") != std::string::npos);
     CHECK(r.out.find("victim: done") != std::string::npos);
+}
+
+TEST_CASE("a thread id given for a pid is taken as its process, with a note") {
+    Started fx({fixture("sw_fixture_stall"), "--stall-ms", "10000"});
+    pid_t pid = fx.get("pid"), tid = fx.get("victim");
+    REQUIRE(tid != pid);
+    const std::string p = std::to_string(pid), t = std::to_string(tid);
+    const std::string note = "stallwatch: " + t + " is a thread of process " + p + " (sw_fixture_stal); using pid " + p + "\n";
+    SUBCASE("status") {
+        auto r = run({stallwatch_binary(), "status", t});
+        CHECK(r.exit_code == 0);
+        CHECK(r.err == note);
+        CHECK(r.out.rfind("pid " + p + " (", 0) == 0);
+    }
+    SUBCASE("dump") {
+        auto r = run({stallwatch_binary(), "dump", t});
+        CHECK(r.exit_code == 0);
+        CHECK(r.err == note);
+        CHECK(r.out.find("of pid " + p + " (") != std::string::npos);
+        CHECK(r.out.find("of pid " + t + " (") == std::string::npos);
+        auto j = run({stallwatch_binary(), "dump", t, "--all-threads", "--format", "json"});
+        CHECK(j.exit_code == 0);
+        auto events = json_lines(j.out);
+        CHECK(events.size() >= 5);
+        for (const auto& e : events) CHECK(e["process.pid"] == pid);
+    }
+    SUBCASE("attach") {
+        auto r = run({stallwatch_binary(), "attach", t, "--once", "--format", "json"});
+        CHECK(r.exit_code == 0);
+        CHECK(r.err.rfind(note, 0) == 0);
+        auto events = json_lines(r.out);
+        CHECK(events.size() >= 3);  // attached, stall, detached
+        for (const auto& e : events) CHECK(e["process.pid"] == pid);
+    }
 }
