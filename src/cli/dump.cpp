@@ -28,6 +28,12 @@ struct Thread {
     bool registered = false;
 };
 
+struct Failure {
+    pid_t tid = 0;
+    std::string message;
+    bool denied = false;  // not permitted, for a thread of the process itself
+};
+
 Result<std::vector<pid_t>> list_threads(pid_t pid) {
     auto tids = proc::numeric_entries(fmt::format("/proc/{}/task", pid));
     if (!tids) {
@@ -101,7 +107,8 @@ int run_dump(const DumpOptions& opt, std::ostream& out, std::ostream& err) {
     };
     Sampler sampler(describe_target(opt.pid, snap ? snap->header.app_name : std::string{}), sampler_options(opt.out));
 
-    std::size_t sampled = 0, failed = 0;
+    std::size_t sampled = 0;
+    std::vector<Failure> failures;
     for (const auto& t : threads) {
         detect::Event e;
         e.kind = detect::EventKind::sample;
@@ -111,8 +118,10 @@ int run_dump(const DumpOptions& opt, std::ostream& out, std::ostream& err) {
         if (r->thread_exited) continue;  // gone since we listed it: nothing to show
         r->registered = t.registered;
         if (!r->capture_error.empty()) {
-            ++failed;
-            fmt::print(err, "stallwatch: thread {}: {}\n", t.worker.tid, r->capture_error);
+            // A slot naming another process's thread is refused as "not
+            // permitted" too, but says nothing of our rights to this one.
+            bool ours = proc::process_of_thread(t.worker.tid) == opt.pid;
+            failures.push_back(Failure{t.worker.tid, r->capture_error, r->capture_denied && ours});
             continue;
         }
         writer->stall(*r);
@@ -121,9 +130,23 @@ int run_dump(const DumpOptions& opt, std::ostream& out, std::ostream& err) {
     }
     writer->finish();
     if (!writer->good()) return cannot_write(errno);
+    // Not permitted to sample any thread (another user's process, Yama, a
+    // debugger on every thread): one line and exit 4, as the other commands,
+    // not the same sentence once per thread.
+    if (sampled == 0 && !failures.empty() &&
+        std::all_of(failures.begin(), failures.end(), [](const Failure& f) { return f.denied; })) {
+        const auto& first = failures.front().message;
+        bool alike = std::all_of(failures.begin(), failures.end(), [&](const Failure& f) { return f.message == first; });
+        if (alike || failures.size() == 1)
+            fmt::print(err, "stallwatch: {}\n", first);
+        else
+            fmt::print(err, "stallwatch: {} (nor could the other {} thread(s) of pid {} be traced)\n", first,
+                       failures.size() - 1, opt.pid);
+        return exit_code::permission_denied;
+    }
     // Like eu-stack: 0 when every thread was shown, 1 when some could not be.
-    (void)sampled;
-    return failed > 0 ? exit_code::failure : exit_code::ok;
+    for (const auto& f : failures) fmt::print(err, "stallwatch: thread {}: {}\n", f.tid, f.message);
+    return failures.empty() ? exit_code::ok : exit_code::failure;
 }
 
 }  // namespace sw::cli

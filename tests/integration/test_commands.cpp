@@ -4,10 +4,14 @@
 #include <doctest/doctest.h>
 
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
+#include <filesystem>
+#include <memory>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -113,4 +117,75 @@ TEST_CASE("a thread id given for a pid is taken as its process, with a note") {
         CHECK(events.size() >= 3);  // attached, stall, detached
         for (const auto& e : events) CHECK(e["process.pid"] == pid);
     }
+}
+
+namespace {
+
+// stallwatch's stderr as lines.
+std::vector<std::string> lines_of(const std::string& text) {
+    std::vector<std::string> out;
+    std::istringstream in(text);
+    for (std::string line; std::getline(in, line);) out.push_back(line);
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("dump of a process it may not trace: one line and exit 4, as the other commands") {
+    // As root: our own fixture, and stallwatch as nobody. Otherwise: pid 1,
+    // if it is another user's.
+    std::optional<Started> fx;
+    std::vector<std::string> as_other;
+    std::string pid;
+    if (::geteuid() == 0) {
+        fx.emplace(std::vector<std::string>{fixture("sw_fixture_stall"), "--stall-ms", "10000"});
+        pid = std::to_string(fx->get("pid"));
+        as_other = {"/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"};
+    } else {
+        struct stat st {};
+        REQUIRE_MESSAGE((::stat("/proc/1", &st) == 0 && st.st_uid != ::geteuid()),
+                        "cannot run: not root, and pid 1 is ours (no process of another user to try)");
+        pid = "1";
+    }
+    for (bool all : {true, false}) {
+        auto argv = as_other;
+        for (std::string a : {stallwatch_binary(), std::string("dump"), pid}) argv.push_back(a);
+        if (all) argv.push_back("--all-threads");
+        auto r = run(argv);
+        INFO("all threads: " << all << "\nstderr:\n" << r.err);
+        CHECK(r.exit_code == 4);
+        CHECK(r.out.empty());
+        auto lines = lines_of(r.err);
+        CHECK(lines.size() == 1);
+        CHECK(r.err.find("not permitted") != std::string::npos);
+    }
+}
+
+TEST_CASE("dump of a process whose every thread another debugger traces: one line and exit 4") {
+    REQUIRE_MESSAGE(::geteuid() == 0, "cannot run: needs root to trace with a second tracer under Yama");
+    Started fx({fixture("sw_fixture_workers"), "--running", "2"});
+    pid_t pid = fx.get("pid");
+    std::vector<std::unique_ptr<Child>> tracers;
+    for (const auto& entry : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task")) {
+        tracers.push_back(std::make_unique<Child>(
+            std::vector<std::string>{fixture("hostile/sw_hostile_tracer"), entry.path().filename().string()}));
+        auto said = tracers.back()->read_line();
+        REQUIRE(said.has_value());
+        REQUIRE(said->rfind("tracing ", 0) == 0);
+    }
+    REQUIRE(tracers.size() == 3);
+    for (bool all : {true, false}) {
+        std::vector<std::string> argv = {stallwatch_binary(), "dump", std::to_string(pid)};
+        if (all) argv.push_back("--all-threads");
+        auto r = run(argv);
+        INFO("all threads: " << all << "\nstderr:\n" << r.err);
+        CHECK(r.exit_code == 4);
+        CHECK(lines_of(r.err).size() == 1);
+        CHECK(r.err.find("already traced by pid") != std::string::npos);
+    }
+    // One thread free: the others are shown, the traced ones named; exit 1.
+    tracers.pop_back();
+    auto r = run({stallwatch_binary(), "dump", std::to_string(pid), "--all-threads"});
+    CHECK(r.exit_code == 1);
+    CHECK(lines_of(r.err).size() == 2);
 }
