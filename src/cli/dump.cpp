@@ -62,11 +62,15 @@ int run_dump(const DumpOptions& opt, std::ostream& out, std::ostream& err) {
     if (auto st = proc::check_process(opt.pid); !st) return fail(st.error());
 
     // The table: required for workers; optional (names) with --all-threads.
+    // Kept open: each worker's state and progress are read again at its own
+    // capture, since the snapshot is older than every capture but the first.
+    std::optional<proc::TableFile> table_file;
     std::optional<table::Snapshot> snap;
-    if (auto table = proc::TableFile::open(opt.pid); !table) {
-        if (!opt.all_threads) return fail(table.error());  // --all-threads needs no table
-    } else if (auto s = table->read(); s) {
+    if (auto file = proc::TableFile::open(opt.pid); !file) {
+        if (!opt.all_threads) return fail(file.error());  // --all-threads needs no table
+    } else if (auto s = file->read(); s) {
         snap = std::move(*s);
+        table_file.emplace(std::move(*file));
     } else if (!opt.all_threads) {
         return fail(s.error());
     }
@@ -113,9 +117,22 @@ int run_dump(const DumpOptions& opt, std::ostream& out, std::ostream& err) {
         detect::Event e;
         e.kind = detect::EventKind::sample;
         e.worker = t.worker;
-        auto r = sampler.sample(e, nullptr);
-        if (!r) continue;
+        // Read while the thread is stopped, so state and progress go with
+        // the stack. A worker that unregistered meanwhile is not one any more.
+        std::optional<proc::TableFile::SlotNow> now;
+        proc::StillStalled at_capture;
+        if (t.registered && table_file)
+            at_capture = [&] {
+                now = table_file->read_slot(t.worker.slot, t.worker.generation);
+                return now.has_value();
+            };
+        auto r = sampler.sample(e, at_capture);
+        if (!r) continue;                // unregistered during its capture
         if (r->thread_exited) continue;  // gone since we listed it: nothing to show
+        if (now) {
+            r->event.worker.state = now->state;
+            r->event.worker.progress = now->progress;
+        }
         r->registered = t.registered;
         if (!r->capture_error.empty()) {
             // A slot naming another process's thread is refused as "not

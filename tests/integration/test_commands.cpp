@@ -189,3 +189,34 @@ TEST_CASE("dump of a process whose every thread another debugger traces: one lin
     CHECK(r.exit_code == 1);
     CHECK(lines_of(r.err).size() == 2);
 }
+
+TEST_CASE("dump shows each worker's state and progress as they were at its own capture") {
+    // Six workers flip between parked (in parked_wait) and running (in
+    // running_work) every millisecond or so: a state read once before the
+    // captures disagrees with the stacks taken after it.
+    Started fx({STALLWATCH_TEST_LIFECYCLE, "--mode", "flip", "--workers", "6"});
+    const std::string pid = std::to_string(fx.get("pid"));
+    int matched = 0, wrong = 0;
+    for (int i = 0; i < 6; ++i) {
+        auto r = run({stallwatch_binary(), "dump", pid, "--format", "json"});
+        REQUIRE(r.exit_code == 0);
+        for (const auto& e : json_lines(r.out)) {
+            bool parked_wait = false, running_work = false;
+            for (const auto& f : e["frames"]) {
+                parked_wait = parked_wait || f["code.function.name"] == "parked_wait";
+                running_work = running_work || f["code.function.name"] == "running_work";
+            }
+            const auto& state = e["stallwatch.worker.state"];
+            std::string where = parked_wait ? "parked_wait" : running_work ? "running_work" : "neither";
+            INFO("dump " << i << ": " << e["thread.name"].dump() << " " << state.dump() << ", stack in " << where);
+            if ((state == "parked" && running_work) || (state == "running" && parked_wait)) {
+                ++wrong;
+                CHECK_MESSAGE(false, "state and stack disagree");
+            } else if (parked_wait || running_work) {
+                ++matched;
+            }
+        }
+    }
+    CHECK(wrong == 0);
+    CHECK(matched >= 24);  // most of the 36 samples are inside one of the two
+}
