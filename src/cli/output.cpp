@@ -1,6 +1,5 @@
 #include "cli/output.hpp"
 
-#include <fcntl.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
@@ -8,17 +7,18 @@
 
 #include <array>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
-
-#include "common/unique_fd.hpp"
 
 namespace sw::cli {
 
-// An output buffer over a file descriptor that keeps the errno of the first
-// failed write (std::ofstream does not say why it failed).
+// An output buffer over an open file that keeps the errno of the first
+// failed write (std::ofstream does not say why it failed). It writes the
+// file's descriptor with write(2); the FILE is only its owner.
 class FdStreambuf final : public std::streambuf {
 public:
-    explicit FdStreambuf(UniqueFd fd) : fd_(std::move(fd)) { setp(buf_.data(), buf_.data() + buf_.size()); }
+    using File = std::unique_ptr<std::FILE, int (*)(std::FILE*)>;
+    explicit FdStreambuf(File file) : file_(std::move(file)) { setp(buf_.data(), buf_.data() + buf_.size()); }
     ~FdStreambuf() override { (void)drain(); }
     int error() const { return error_; }
 
@@ -38,7 +38,7 @@ private:
     int drain() {
         const char* p = pbase();
         while (error_ == 0 && p < pptr()) {
-            ssize_t n = ::write(fd_.get(), p, static_cast<std::size_t>(pptr() - p));
+            ssize_t n = ::write(::fileno(file_.get()), p, static_cast<std::size_t>(pptr() - p));
             if (n < 0 && errno == EINTR) continue;
             if (n <= 0) error_ = n < 0 ? errno : EIO;
             else p += n;
@@ -47,7 +47,7 @@ private:
         return error_ == 0 ? 0 : -1;
     }
 
-    UniqueFd fd_;
+    File file_;
     std::array<char, 8192> buf_{};
     int error_ = 0;
 };
@@ -60,13 +60,15 @@ std::unique_ptr<Output> Output::open(const std::string& path, std::ostream& stan
         out->stream_ = &standard;
         return out;
     }
-    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY, 0666);
-    if (fd < 0) {
+    // Opened as std::ofstream(path, std::ios::app) opens it ("e": close on
+    // exec, so that run's program does not inherit it).
+    FdStreambuf::File file(std::fopen(path.c_str(), "ae"), &std::fclose);
+    if (!file) {
         fmt::print(err, "stallwatch: cannot open {} for appending: {}\n", path, std::strerror(errno));
         return nullptr;
     }
     out->name_ = path;
-    out->buf_ = std::make_unique<FdStreambuf>(UniqueFd(fd));
+    out->buf_ = std::make_unique<FdStreambuf>(std::move(file));
     out->file_ = std::make_unique<std::ostream>(out->buf_.get());
     out->stream_ = out->file_.get();
     return out;
