@@ -7,18 +7,17 @@
 
 #include <cerrno>
 #include <cstring>
-#include <fstream>
 
 #include "cli/commands.hpp"
+#include "cli/output.hpp"
 #include "cli/watch.hpp"
 
 namespace sw::cli {
 
 int run_attach(const AttachOptions& opt, std::ostream& out, std::ostream& err) {
-    std::ofstream file;
-    std::ostream* sink = open_output(opt.out.output, file, out, err);
-    if (!sink) return exit_code::failure;
-    auto writer = report::make_writer(opt.out.format, *sink, report::WriterOptions{opt.out.full});
+    auto output = Output::open(opt.out.output, out, "standard output", err);
+    if (!output) return exit_code::failure;
+    auto writer = report::make_writer(opt.out.format, output->stream(), report::WriterOptions{opt.out.full});
 
     WatchOptions w;
     w.threshold = opt.timing.threshold;
@@ -27,6 +26,11 @@ int run_attach(const AttachOptions& opt, std::ostream& out, std::ostream& err) {
     w.sampler = sampler_options(opt.out);
     auto result = watch(opt.pid, w, *writer, err, {SIGINT, SIGTERM, SIGHUP}, [](int, bool) { return true; });
     writer->finish();
+    if (!output->stream()) {  // the watch's own message does not name the file
+        int seen = result.error && result.error->sys_errno ? result.error->sys_errno : errno;
+        fmt::print(err, "stallwatch: {}\n", output->write_error(seen));
+        return exit_code::failure;
+    }
 
     switch (result.end) {
     case WatchEnd::signal:

@@ -2,7 +2,6 @@
 // returning the process exit code.
 #pragma once
 
-#include <fstream>
 #include <ostream>
 #include <string>
 
@@ -20,11 +19,6 @@ int run_dump(const DumpOptions& opt, std::ostream& out, std::ostream& err);
 int run_run(const RunOptions& opt, std::ostream& err);
 
 int run_list(const ListOptions& opt, std::ostream& out, std::ostream& err);
-
-// `path` opened for appending, or `fallback` when path is empty; nullptr
-// (after one line on `err`) when it cannot be opened.
-std::ostream* open_output(const std::string& path, std::ofstream& file, std::ostream& fallback,
-                          std::ostream& err);
 
 int run(const Options& opt, std::ostream& out, std::ostream& err);
 

@@ -14,6 +14,7 @@
 #include <set>
 
 #include "cli/commands.hpp"
+#include "cli/output.hpp"
 #include "cli/sampler.hpp"
 #include "common/text.hpp"
 #include "proc/process.hpp"
@@ -25,6 +26,12 @@ namespace {
 struct Thread {
     table::Worker worker;  // for a plain thread: tid and comm as name
     bool registered = false;
+};
+
+struct Failure {
+    pid_t tid = 0;
+    std::string message;
+    bool denied = false;  // not permitted, for a thread of the process itself
 };
 
 Result<std::vector<pid_t>> list_threads(pid_t pid) {
@@ -55,11 +62,15 @@ int run_dump(const DumpOptions& opt, std::ostream& out, std::ostream& err) {
     if (auto st = proc::check_process(opt.pid); !st) return fail(st.error());
 
     // The table: required for workers; optional (names) with --all-threads.
+    // Kept open: each worker's state and progress are read again at its own
+    // capture, since the snapshot is older than every capture but the first.
+    std::optional<proc::TableFile> table_file;
     std::optional<table::Snapshot> snap;
-    if (auto table = proc::TableFile::open(opt.pid); !table) {
-        if (!opt.all_threads) return fail(table.error());  // --all-threads needs no table
-    } else if (auto s = table->read(); s) {
+    if (auto file = proc::TableFile::open(opt.pid); !file) {
+        if (!opt.all_threads) return fail(file.error());  // --all-threads needs no table
+    } else if (auto s = file->read(); s) {
         snap = std::move(*s);
+        table_file.emplace(std::move(*file));
     } else if (!opt.all_threads) {
         return fail(s.error());
     }
@@ -91,37 +102,68 @@ int run_dump(const DumpOptions& opt, std::ostream& out, std::ostream& err) {
         }
     }
 
-    std::ofstream file;
-    std::ostream* sink = open_output(opt.out.output, file, out, err);
-    if (!sink) return exit_code::failure;
-    auto writer = report::make_writer(opt.out.format, *sink, report::WriterOptions{opt.out.full});
+    auto output = Output::open(opt.out.output, out, "standard output", err);
+    if (!output) return exit_code::failure;
+    auto writer = report::make_writer(opt.out.format, output->stream(), report::WriterOptions{opt.out.full});
+    auto cannot_write = [&](int seen) {
+        fmt::print(err, "stallwatch: {}\n", output->write_error(seen));
+        return exit_code::failure;
+    };
     Sampler sampler(describe_target(opt.pid, snap ? snap->header.app_name : std::string{}), sampler_options(opt.out));
 
-    std::size_t sampled = 0, failed = 0;
+    std::size_t sampled = 0;
+    std::vector<Failure> failures;
     for (const auto& t : threads) {
         detect::Event e;
         e.kind = detect::EventKind::sample;
         e.worker = t.worker;
-        auto r = sampler.sample(e, nullptr);
-        if (!r) continue;
+        // Read while the thread is stopped, so state and progress go with
+        // the stack. A worker that unregistered meanwhile is not one any more.
+        std::optional<proc::TableFile::SlotNow> now;
+        proc::StillStalled at_capture;
+        if (t.registered && table_file)
+            at_capture = [&] {
+                now = table_file->read_slot(t.worker.slot, t.worker.generation);
+                return now.has_value();
+            };
+        auto r = sampler.sample(e, at_capture);
+        if (!r) continue;                // unregistered during its capture
         if (r->thread_exited) continue;  // gone since we listed it: nothing to show
+        if (now) {
+            r->event.worker.state = now->state;
+            r->event.worker.progress = now->progress;
+        }
         r->registered = t.registered;
         if (!r->capture_error.empty()) {
-            ++failed;
-            fmt::print(err, "stallwatch: thread {}: {}\n", t.worker.tid, r->capture_error);
+            // A slot naming another process's thread is refused as "not
+            // permitted" too, but says nothing of our rights to this one.
+            bool ours = proc::process_of_thread(t.worker.tid) == opt.pid;
+            failures.push_back(Failure{t.worker.tid, r->capture_error, r->capture_denied && ours});
             continue;
         }
         writer->stall(*r);
+        if (!writer->good()) return cannot_write(errno);  // stop no more threads for nothing
         ++sampled;
     }
     writer->finish();
-    if (!writer->good()) {
-        fmt::print(err, "stallwatch: cannot write the output\n");
-        return exit_code::failure;
+    if (!writer->good()) return cannot_write(errno);
+    // Not permitted to sample any thread (another user's process, Yama, a
+    // debugger on every thread): one line and exit 4, as the other commands,
+    // not the same sentence once per thread.
+    if (sampled == 0 && !failures.empty() &&
+        std::all_of(failures.begin(), failures.end(), [](const Failure& f) { return f.denied; })) {
+        const auto& first = failures.front().message;
+        bool alike = std::all_of(failures.begin(), failures.end(), [&](const Failure& f) { return f.message == first; });
+        if (alike || failures.size() == 1)
+            fmt::print(err, "stallwatch: {}\n", first);
+        else
+            fmt::print(err, "stallwatch: {} (nor could the other {} thread(s) of pid {} be traced)\n", first,
+                       failures.size() - 1, opt.pid);
+        return exit_code::permission_denied;
     }
     // Like eu-stack: 0 when every thread was shown, 1 when some could not be.
-    (void)sampled;
-    return failed > 0 ? exit_code::failure : exit_code::ok;
+    for (const auto& f : failures) fmt::print(err, "stallwatch: thread {}: {}\n", f.tid, f.message);
+    return failures.empty() ? exit_code::ok : exit_code::failure;
 }
 
 }  // namespace sw::cli

@@ -85,6 +85,7 @@ int run_list(const ListOptions& opt, std::ostream& out, std::ostream& /*err*/) {
             json j;
             j["timestamp"] = now;
             j["event"] = "process";
+            j["stallwatch.schema_version"] = report::json_schema_version;
             j["process.pid"] = f.pid;
             j["process.owner"] = f.user;
             j["process.command"] = f.command;
@@ -98,6 +99,7 @@ int run_list(const ListOptions& opt, std::ostream& out, std::ostream& /*err*/) {
         json s;
         s["timestamp"] = now;
         s["event"] = "list_summary";
+        s["stallwatch.schema_version"] = report::json_schema_version;
         s["stallwatch.processes"] = found.size();
         s["stallwatch.unreadable"] = unreadable;
         s["stallwatch.threshold_ms"] = static_cast<double>(opt.threshold.count()) / 1e6;

@@ -3,6 +3,8 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include <charconv>
+#include <limits>
 #include <sstream>
 
 #include "common/duration.hpp"
@@ -16,18 +18,54 @@
 namespace sw::cli {
 namespace {
 
+// Reading the table more often than this costs a core and measures nothing
+// finer: a stall is found one interval late at most, and 1 ms is far below
+// any threshold worth reporting (man/stallwatch.1, --interval).
+constexpr std::chrono::milliseconds min_interval{1};
+
 // CLI11 validator for "250ms", "2s": checks the text; the value is parsed after.
 struct DurationValidator : CLI::Validator {
-    explicit DurationValidator(bool allow_zero) {
+    // `what` names the option in the message about a too short value.
+    DurationValidator(bool allow_zero, std::chrono::nanoseconds at_least = {}, std::string what = {}) {
         name_ = "DURATION";
-        func_ = [allow_zero](std::string& s) -> std::string {
-            auto d = parse_duration(s);
-            if (!d) return fmt::format("'{}' is not a duration: give a number and a unit, like 250ms or 2s", s);
+        func_ = [=](std::string& s) -> std::string {
+            auto d = read_duration(s);
+            if (!d) return d.error().message;
             if (!allow_zero && d->count() == 0) return "must be more than zero";
+            if (*d < at_least)
+                return fmt::format("'{}' is too short: the {} is at least {}", s, what, format_duration(at_least));
             return {};
         };
     }
 };
+
+// A process id: a decimal number from 1 to the largest pid_t.
+struct PidValidator : CLI::Validator {
+    PidValidator() {
+        name_ = "PID";
+        func_ = [](std::string& s) -> std::string {
+            pid_t pid = 0;
+            auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), pid);
+            if (ec != std::errc{} || end != s.data() + s.size() || pid <= 0)
+                return fmt::format("'{}' is not a process id: give a number from 1 to {}", s,
+                                   std::numeric_limits<pid_t>::max());
+            return {};
+        };
+    }
+};
+
+// --output names a file; an empty name is a mistake, not standard output.
+struct FileNameValidator : CLI::Validator {
+    explicit FileNameValidator(std::string standard) {
+        name_ = "FILE";
+        func_ = [standard](std::string& s) -> std::string {
+            if (s.empty()) return fmt::format("give a file name (without --output, reports go to {})", standard);
+            return {};
+        };
+    }
+};
+
+constexpr const char* command_names = "status, attach, dump, run or list";
 
 report::Format parse_format(const std::string& name) {
     if (name == "json") return report::Format::json;
@@ -36,7 +74,8 @@ report::Format parse_format(const std::string& name) {
 }
 
 // The options every command that writes reports has; `format` is parsed after.
-void add_output_options(CLI::App& cmd, OutputOptions& o, std::string& format) {
+// `standard` is where reports go without --output.
+void add_output_options(CLI::App& cmd, OutputOptions& o, std::string& format, const std::string& standard) {
     cmd.add_option("-f,--format", format,
                    "text (for people), json (JSON Lines, one event per line, for log pipelines) or "
                    "folded (one 'frame;frame;... count' line per distinct stack, at the end, for "
@@ -49,7 +88,9 @@ void add_output_options(CLI::App& cmd, OutputOptions& o, std::string& format) {
     cmd.add_option("-n,--max-frames", o.max_frames, "Deepest stack to print")
         ->check(CLI::Range(1, 4096))
         ->capture_default_str();
-    cmd.add_option("-o,--output", o.output, "Append reports to FILE instead of standard output");
+    cmd.add_option("-o,--output", o.output, fmt::format("Append reports to FILE instead of {}", standard))
+        ->type_name("FILE")
+        ->check(FileNameValidator(standard));
     cmd.add_flag("--debuginfod", o.debuginfod,
                  "Fetch missing debug info with debuginfod (uses the network; off by default)");
 }
@@ -61,13 +102,13 @@ void add_timing_options(CLI::App& cmd, std::string& threshold, std::string& inte
                    "(0: any running worker whose progress did not move between two reads)")
         ->check(DurationValidator(true))
         ->capture_default_str();
-    cmd.add_option("-i,--interval", interval, "How often the progress table is read")
-        ->check(DurationValidator(false))
+    cmd.add_option("-i,--interval", interval, "How often the progress table is read (at least 1ms)")
+        ->check(DurationValidator(false, min_interval, "interval"))
         ->capture_default_str();
 }
 
 WatchTiming parse_timing(const std::string& threshold, const std::string& interval) {
-    return WatchTiming{*parse_duration(threshold), *parse_duration(interval)};
+    return WatchTiming{*read_duration(threshold), *read_duration(interval)};
 }
 
 }  // namespace
@@ -101,7 +142,7 @@ ParseResult parse_command_line(const std::vector<std::string>& args) {
                                             "registered worker (slot, tid, state, progress, name).");
     st->add_option("pid", status.pid, "Process id of the instrumented program")
         ->required()
-        ->check(CLI::PositiveNumber);
+        ->check(PidValidator());
 
     AttachOptions attach;
     std::string threshold = "100ms", interval = "10ms", format = "text";
@@ -113,10 +154,10 @@ ParseResult parse_command_line(const std::vector<std::string>& args) {
         "process's exit (exit 2), or with --once the first report (exit 0).");
     at->add_option("pid", attach.pid, "Process id of the instrumented program")
         ->required()
-        ->check(CLI::PositiveNumber);
+        ->check(PidValidator());
     add_timing_options(*at, threshold, interval);
     at->add_flag("-1,--once", attach.once, "Exit after the first stall report");
-    add_output_options(*at, attach.out, format);
+    add_output_options(*at, attach.out, format, "standard output");
 
     DumpOptions dump;
     std::string dump_format = "text";
@@ -125,9 +166,9 @@ ParseResult parse_command_line(const std::vector<std::string>& args) {
         "Print the stack of every registered worker now (or of every thread with --all-threads, "
         "which works on any process, with or without a table). Threads are stopped one at a time, "
         "each only for its own capture; the process never stops as a whole.");
-    du->add_option("pid", dump.pid, "Process id")->required()->check(CLI::PositiveNumber);
+    du->add_option("pid", dump.pid, "Process id")->required()->check(PidValidator());
     du->add_flag("-a,--all-threads", dump.all_threads, "Every thread of the process, not only the workers");
-    add_output_options(*du, dump.out, dump_format);
+    add_output_options(*du, dump.out, dump_format, "standard output");
 
     RunOptions run;
     std::string run_threshold = "100ms", run_interval = "10ms", run_format = "text";
@@ -138,7 +179,7 @@ ParseResult parse_command_line(const std::vector<std::string>& args) {
         "standard output. SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 are passed on; "
         "stallwatch exits with the program's status (128+N if it died of signal N).");
     add_timing_options(*ru, run_threshold, run_interval);
-    add_output_options(*ru, run.out, run_format);
+    add_output_options(*ru, run.out, run_format, "standard error (the program keeps its own)");
     ru->add_option("command", run.command, "The program to run and its arguments (after --)")
         ->required();
     ru->positionals_at_end();
@@ -159,6 +200,19 @@ ParseResult parse_command_line(const std::vector<std::string>& args) {
 
     std::vector<std::string> rev(args.rbegin(), args.rend());
     if (!rev.empty()) rev.pop_back();  // program name
+    // Said here, not by CLI11: "A subcommand is required" names neither the
+    // word that was not understood nor the commands there are.
+    if (rev.empty())
+        return EarlyExit{exit_code::usage, {},
+                         fmt::format("stallwatch: no command given: use {} (see 'stallwatch --help')\n",
+                                     command_names)};
+    auto is_command = [&](const std::string& word) {
+        return !app.get_subcommands([&](CLI::App* c) { return c->check_name(word); }).empty();
+    };
+    if (const auto& first = rev.back(); !first.empty() && first[0] != '-' && !is_command(first))
+        return EarlyExit{exit_code::usage, {},
+                         fmt::format("stallwatch: '{}' is not a command: use {} (see 'stallwatch --help')\n",
+                                     first, command_names)};
     try {
         app.parse(rev);
     } catch (const CLI::ParseError& e) {
@@ -179,7 +233,7 @@ ParseResult parse_command_line(const std::vector<std::string>& args) {
     }
     if (li->parsed()) {
         list.format = parse_format(list_format);
-        list.threshold = *parse_duration(list_threshold);
+        list.threshold = *read_duration(list_threshold);
         return Options{list};
     }
     if (du->parsed()) {

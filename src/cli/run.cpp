@@ -11,10 +11,10 @@
 
 #include <cerrno>
 #include <cstring>
-#include <fstream>
 #include <iostream>
 
 #include "cli/commands.hpp"
+#include "cli/output.hpp"
 #include "cli/watch.hpp"
 #include "common/unique_fd.hpp"
 
@@ -68,10 +68,9 @@ int status_to_exit_code(int status) {
 }  // namespace
 
 int run_run(const RunOptions& opt, std::ostream& err) {
-    std::ofstream file;
     // Reports never go to the program's standard output: stderr, or --output.
-    std::ostream* sink = open_output(opt.out.output, file, err, err);
-    if (!sink) return exit_code::failure;
+    auto output = Output::open(opt.out.output, err, "standard error", err);
+    if (!output) return exit_code::failure;
 
     // Block the forwarded signals before the child exists: none is lost.
     sigset_t set, old;
@@ -86,7 +85,7 @@ int run_run(const RunOptions& opt, std::ostream& err) {
     }
     pid_t pid = *child;
 
-    auto writer = report::make_writer(opt.out.format, *sink, report::WriterOptions{opt.out.full});
+    auto writer = report::make_writer(opt.out.format, output->stream(), report::WriterOptions{opt.out.full});
     WatchOptions w;
     w.threshold = opt.timing.threshold;
     w.interval = opt.timing.interval;
@@ -100,12 +99,15 @@ int run_run(const RunOptions& opt, std::ostream& err) {
     };
     auto result = watch(pid, w, *writer, err, forwarded, on_signal);
     writer->finish();
+    int seen = result.error && result.error->sys_errno ? result.error->sys_errno : errno;
 
     int status = 0;
     while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
     }
     ::sigprocmask(SIG_SETMASK, &old, nullptr);
-    if (result.end == WatchEnd::failed && result.error)
+    if (!output->stream())  // the program ran on, unwatched: say where the reports did not go
+        fmt::print(err, "stallwatch: {}\n", output->write_error(seen));
+    else if (result.end == WatchEnd::failed && result.error)
         fmt::print(err, "stallwatch: {}\n", result.error->message);
     return status_to_exit_code(status);
 }

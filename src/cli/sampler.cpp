@@ -68,12 +68,14 @@ std::optional<report::StallReport> Sampler::sample(const detect::Event& event,
     auto maps = proc::read_maps(target_.pid);
     if (!maps) {
         r.capture_error = maps.error().message;
+        r.capture_denied = maps.error().code == Errc::permission_denied;
         return r;
     }
     auto got = proc::capture_thread(target_.pid, tid, *maps, opt_.capture, still_stalled);
     if (!got) {
         r.capture_error = got.error().message;
         r.thread_exited = got.error().code == Errc::no_such_process;
+        r.capture_denied = got.error().code == Errc::permission_denied;
         return r;
     }
     if (got->dropped) return std::nullopt;

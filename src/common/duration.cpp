@@ -7,16 +7,20 @@
 
 namespace sw {
 
-std::optional<std::chrono::nanoseconds> parse_duration(std::string_view text) {
+Result<std::chrono::nanoseconds> read_duration(std::string_view text) {
+    auto not_one = [&] {
+        return make_error(Errc::usage,
+                          fmt::format("'{}' is not a duration: give a number and a unit, like 250ms or 2s", text));
+    };
     if (text == "0") return std::chrono::nanoseconds(0);  // zero needs no unit
     std::size_t i = 0;
     while (i < text.size() && ((text[i] >= '0' && text[i] <= '9') || text[i] == '.')) ++i;
-    if (i == 0 || i == text.size()) return std::nullopt;
+    if (i == 0 || i == text.size()) return not_one();
     std::string number(text.substr(0, i));
-    if (number.find('.') != number.rfind('.')) return std::nullopt;
+    if (number.find('.') != number.rfind('.')) return not_one();
     char* end = nullptr;
     double value = std::strtod(number.c_str(), &end);
-    if (end != number.c_str() + number.size() || !std::isfinite(value)) return std::nullopt;
+    if (end != number.c_str() + number.size() || !std::isfinite(value)) return not_one();
     std::string_view unit = text.substr(i);
     double scale = 0;
     if (unit == "ns") scale = 1;
@@ -25,10 +29,18 @@ std::optional<std::chrono::nanoseconds> parse_duration(std::string_view text) {
     else if (unit == "s") scale = 1e9;
     else if (unit == "m" || unit == "min") scale = 60e9;
     else if (unit == "h") scale = 3600e9;
-    else return std::nullopt;
+    else return not_one();
     double ns = value * scale;
-    if (ns > 1e18) return std::nullopt;
+    if (ns > static_cast<double>(max_duration.count()))
+        return make_error(Errc::usage, fmt::format("'{}' is too long: at most {}h", text,
+                                                   max_duration.count() / 3'600'000'000'000LL));
     return std::chrono::nanoseconds(static_cast<long long>(std::llround(ns)));
+}
+
+std::optional<std::chrono::nanoseconds> parse_duration(std::string_view text) {
+    auto d = read_duration(text);
+    if (!d) return std::nullopt;
+    return *d;
 }
 
 std::string format_duration(std::chrono::nanoseconds d) {

@@ -30,6 +30,21 @@ Status check_process(pid_t pid) {
     return ok_status();
 }
 
+std::optional<pid_t> process_of_thread(pid_t id) {
+    std::ifstream in(fmt::format("/proc/{}/status", id));
+    for (std::string line; std::getline(in, line);) {
+        if (line.rfind("Tgid:", 0) != 0) continue;
+        std::string_view v(line);
+        v.remove_prefix(5);
+        while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
+        pid_t tgid = 0;
+        auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), tgid);
+        if (ec != std::errc{} || end != v.data() + v.size() || tgid <= 0) return std::nullopt;
+        return tgid;
+    }
+    return std::nullopt;
+}
+
 std::string comm(pid_t pid) {
     std::ifstream in(fmt::format("/proc/{}/comm", pid));
     std::string name;

@@ -15,6 +15,12 @@ namespace sw::proc {
 // Checks that `pid` names a live process; no_such_process otherwise.
 Status check_process(pid_t pid);
 
+// The process (thread group) that `id` belongs to: `id` itself for a
+// process, its leader for a thread (/proc/ID exists for a thread too, hidden
+// from listings, so a thread id passes for a pid). nullopt when /proc/ID is
+// gone or cannot be read.
+std::optional<pid_t> process_of_thread(pid_t id);
+
 // The process's comm name, or "?" when it cannot be read.
 std::string comm(pid_t pid);
 

@@ -151,14 +151,21 @@ Result<std::vector<std::byte>> TableFile::read_image(std::uint64_t size) {
     return out;
 }
 
-std::optional<std::uint64_t> TableFile::read_progress(std::uint32_t slot, std::uint32_t generation) {
+std::optional<TableFile::SlotNow> TableFile::read_slot(std::uint32_t slot, std::uint32_t generation) {
     if (slot >= STALLWATCH_MAX_CAPACITY) return std::nullopt;
     stallwatch_slot s{};
     off_t at = static_cast<off_t>(STALLWATCH_HEADER_SIZE + std::uint64_t{slot} * STALLWATCH_SLOT_SIZE);
     if (::pread(fd_.get(), &s, sizeof s, at) != static_cast<ssize_t>(sizeof s)) return std::nullopt;
     bool live = s.state == STALLWATCH_SLOT_RUNNING || s.state == STALLWATCH_SLOT_PARKED;
     if (!live || s.generation != generation) return std::nullopt;
-    return s.progress;
+    return SlotNow{s.state == STALLWATCH_SLOT_PARKED ? table::WorkerState::parked : table::WorkerState::running,
+                   s.progress};
+}
+
+std::optional<std::uint64_t> TableFile::read_progress(std::uint32_t slot, std::uint32_t generation) {
+    auto now = read_slot(slot, generation);
+    if (!now) return std::nullopt;
+    return now->progress;
 }
 
 Result<table::Snapshot> TableFile::read() {

@@ -29,9 +29,16 @@ public:
     // table_not_ready, unsupported_version, corrupt_table, io.
     Result<table::Snapshot> read();
 
-    // The progress of one slot if it is still the same live registration
-    // (same generation), else nullopt. One small pread: cheap enough for the
-    // stop window.
+    // The state and progress of one slot if it is still the same live
+    // registration (same generation), else nullopt. One small pread: cheap
+    // enough for the stop window.
+    struct SlotNow {
+        table::WorkerState state = table::WorkerState::running;
+        std::uint64_t progress = 0;
+    };
+    std::optional<SlotNow> read_slot(std::uint32_t slot, std::uint32_t generation);
+
+    // read_slot's progress.
     std::optional<std::uint64_t> read_progress(std::uint32_t slot, std::uint32_t generation);
 
     pid_t pid() const noexcept { return pid_; }

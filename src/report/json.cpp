@@ -16,8 +16,6 @@ namespace {
 
 using json = nlohmann::ordered_json;  // keys in the order written: timestamp and event first
 
-constexpr int schema_version = 1;
-
 double ms(std::chrono::nanoseconds d) { return static_cast<double>(d.count()) / 1e6; }
 
 std::string hex(std::uint64_t v) { return fmt::format("{:#x}", v); }
@@ -37,7 +35,7 @@ json base(std::string_view event, const Target& t, std::string timestamp) {
     json j;
     j["timestamp"] = std::move(timestamp);
     j["event"] = event;
-    j["stallwatch.schema_version"] = schema_version;
+    j["stallwatch.schema_version"] = json_schema_version;
     j["process.pid"] = t.pid;
     j["process.executable.name"] = std::string(basename_of(t.executable.empty() ? t.process_name : t.executable));
     j["process.executable.path"] = t.executable.empty() ? json(nullptr) : json(t.executable);
@@ -90,7 +88,7 @@ public:
 
     void attached(const Target& t, const WatchInfo& w) override {
         json j = base("attached", t, now_rfc3339());
-        j["stallwatch.workers"] = w.workers;
+        j["stallwatch.workers.registered"] = w.workers;
         j["stallwatch.threshold_ms"] = ms(w.threshold);
         j["stallwatch.interval_ms"] = ms(w.interval);
         emit(j);

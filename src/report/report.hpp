@@ -35,6 +35,7 @@ struct StallReport {
     std::chrono::nanoseconds stop_window{};  // how long the thread was stopped
     std::string capture_error;    // set when no stack could be taken
     bool thread_exited = false;   // ... because the thread is gone
+    bool capture_denied = false;  // ... because we may not inspect it (Errc::permission_denied)
     bool registered = true;       // false: a thread that is not a worker (dump --all-threads)
 };
 

@@ -15,6 +15,10 @@ namespace sw::report {
 
 enum class Format { text, json, folded };
 
+// `stallwatch.schema_version` of every JSON event (docs/json-events.md):
+// bump it when a field is removed, renamed or retyped.
+inline constexpr int json_schema_version = 2;
+
 struct WriterOptions {
     bool full = false;  // text: show every frame, do not fold runtime frames
 };

@@ -9,9 +9,10 @@
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
-#include <set>
 #include <fstream>
+#include <map>
 #include <regex>
+#include <set>
 #include <sstream>
 
 #include "support/child.hpp"
@@ -185,6 +186,127 @@ TEST_CASE("every JSON line of attach, dump and list validates against the schema
         CHECK(found);
     }
     require_valid_events(events);
+}
+
+namespace {
+
+// The event names of the table under "## Events" in docs/json-events.md.
+std::set<std::string> documented_events() {
+    std::istringstream doc(slurp(std::string(STALLWATCH_SOURCE_DIR) + "/docs/json-events.md"));
+    std::set<std::string> names;
+    bool in_table = false;
+    std::regex row(R"(^\| `([a-z_]+)` \|)");
+    for (std::string line; std::getline(doc, line);) {
+        if (line.rfind("#", 0) == 0) in_table = line == "## Events";
+        std::smatch m;
+        if (in_table && std::regex_search(line, m, row)) names.insert(m[1]);
+    }
+    return names;
+}
+
+// What a log store makes of one event: every leaf under its dotted path
+// (array elements under the array's name), and the paths that hold objects.
+struct Mapping {
+    std::map<std::string, std::set<std::string>> leaf_types;  // path -> JSON types seen (not null)
+    std::map<std::string, std::string> leaf_seen_in;           // path -> an event it came from
+    std::map<std::string, std::string> object_seen_in;         // path -> an event where it holds fields
+};
+
+void add_to_mapping(Mapping& m, const json& j, const std::string& prefix, const std::string& event) {
+    for (const auto& [key, value] : j.items()) {
+        std::string path = prefix.empty() ? key : prefix + "." + key;
+        // Dotted names are object paths to a log store: each prefix is an object.
+        for (auto dot = path.find('.'); dot != std::string::npos; dot = path.find('.', dot + 1))
+            m.object_seen_in.emplace(path.substr(0, dot), event);
+        if (value.is_object()) {
+            m.object_seen_in.emplace(path, event);
+            add_to_mapping(m, value, path, event);
+        } else if (value.is_array() && !value.empty() && value.front().is_object()) {
+            m.object_seen_in.emplace(path, event);
+            for (const auto& item : value) add_to_mapping(m, item, path, event);
+        } else {
+            m.leaf_seen_in.emplace(path, event);
+            auto& types = m.leaf_types[path];
+            if (value.is_number()) types.insert("number");
+            else if (!value.is_null()) types.insert(value.type_name());
+        }
+    }
+}
+
+}  // namespace
+
+TEST_CASE("every event type carries the schema version, and one index maps all their keys") {
+    TempDir tmp;
+    std::string all;
+    {
+        // attached, stall, stall_update, recovered, ended, detached: a watch
+        // of two workers whose stalls end in the two ways.
+        Child fx({STALLWATCH_TEST_LIFECYCLE, "--mode", "events", "--stall-ms", "450"});
+        auto ready = fx.read_line();
+        REQUIRE(ready.has_value());
+        auto pid = std::to_string(field(*ready, "pid").value_or(0));
+        Child sw({stallwatch_binary(), "attach", pid, "--format", "json", "--threshold", "100ms"});
+        auto first = sw.read_line();
+        REQUIRE(first.has_value());
+        all += *first + "\n";
+        REQUIRE(json::parse(*first)["event"] == "attached");
+        ::kill(std::stoi(pid), SIGUSR1);
+        bool recovered = false, ended = false;
+        while (!(recovered && ended)) {
+            auto line = sw.read_line(5s);
+            if (!line) break;
+            all += *line + "\n";
+            auto event = json::parse(*line)["event"];
+            recovered = recovered || event == "recovered";
+            ended = ended || event == "ended";
+        }
+        ::kill(sw.pid(), SIGTERM);
+        while (auto line = sw.read_line(5s)) all += *line + "\n";
+        CHECK(sw.finish() == std::optional<int>(0));
+
+        // sample: of workers, and of plain threads (null worker fields).
+        StallFixture stall({"--stall-ms", "5000"});
+        auto d = run({stallwatch_binary(), "dump", std::to_string(stall.pid), "--format", "json"});
+        CHECK(d.exit_code == 0);
+        auto a = run({stallwatch_binary(), "dump", std::to_string(stall.pid), "--all-threads", "--format", "json"});
+        CHECK(a.exit_code == 0);
+        // process and list_summary.
+        auto l = run({stallwatch_binary(), "list", "--format", "json"});
+        CHECK(l.exit_code == 0);
+        all += d.out + a.out + l.out;
+    }
+    {
+        // error: a process without a table.
+        Child plain({"/bin/sleep", "30"});
+        auto e = run({stallwatch_binary(), "attach", std::to_string(plain.pid()), "--format", "json"});
+        CHECK(e.exit_code == 5);
+        all += e.out;
+    }
+
+    std::set<std::string> seen;
+    Mapping mapping;
+    for (const auto& j : json_lines(all)) {
+        std::string event = j["event"].get<std::string>();
+        seen.insert(event);
+        CHECK_MESSAGE(j.contains("stallwatch.schema_version"), event << " event without stallwatch.schema_version");
+        add_to_mapping(mapping, j, "", event);
+    }
+    auto documented = documented_events();
+    CHECK(documented.size() >= 10);
+    for (const auto& name : documented) CHECK_MESSAGE(seen.count(name), "no " << name << " event was produced");
+    for (const auto& name : seen) CHECK_MESSAGE(documented.count(name), name << " is not in docs/json-events.md");
+
+    // No name is a value in one event and holds fields in another (one index
+    // cannot map `a.b` as a number and `a.b.c` too), and no name changes type.
+    for (const auto& [path, event] : mapping.leaf_seen_in) {
+        auto object = mapping.object_seen_in.find(path);
+        CHECK_MESSAGE(object == mapping.object_seen_in.end(),
+                      path << " is a value in " << event << " events but holds fields in "
+                           << (object == mapping.object_seen_in.end() ? "" : object->second) << " events");
+        CHECK_MESSAGE(mapping.leaf_types[path].size() <= 1, path << " has more than one type");
+    }
+    std::ofstream(tmp.file("all.jsonl")) << all;
+    require_valid_events(tmp.file("all.jsonl"));
 }
 
 TEST_CASE("a program whose names hold control bytes and invalid UTF-8 still gives valid JSON") {

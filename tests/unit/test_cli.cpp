@@ -1,6 +1,9 @@
 // Command-line parsing, durations, frame classes and fingerprints.
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <sstream>
+
 #include "cli/options.hpp"
 #include "common/duration.hpp"
 #include "common/text.hpp"
@@ -158,4 +161,50 @@ TEST_CASE("names from the target are made printable") {
     CHECK(sw::printable("ok name") == "ok name");
     CHECK(sw::printable("a\nb\x1b[2J") == "a\\x0ab\\x1b[2J");
     CHECK(sw::printable("back\\slash") == "back\\x5cslash");
+}
+
+TEST_CASE("each usage error says what was wrong, in one short line") {
+    auto says = [](std::vector<std::string> args, const std::string& what) {
+        auto e = early(args);
+        INFO(e.err);
+        CHECK(e.code == 64);
+        CHECK(e.err.find(what) != std::string::npos);
+        CHECK(e.err.size() < 200);
+        CHECK(std::count(e.err.begin(), e.err.end(), '\n') == 1);
+        return e.err;
+    };
+    // A pid that is not a number: no CLI11 range with a 300-digit bound.
+    for (const char* cmd : {"status", "attach", "dump"}) says({cmd, "abc"}, "'abc' is not a process id");
+    says({"status", "0"}, "'0' is not a process id");
+    says({"status", "99999999999999999999"}, "'99999999999999999999' is not a process id");
+    // A command that does not exist is named as such.
+    auto bogus = says({"bogus"}, "'bogus' is not a command: use status, attach, dump, run or list");
+    CHECK(bogus.find("subcommand") == std::string::npos);
+    says({}, "no command given: use status, attach, dump, run or list");
+    // A duration too long for the clock is too long, not "not a duration".
+    auto huge = says({"attach", "1", "--threshold", "100000000h"}, "'100000000h' is too long");
+    CHECK(huge.find("not a duration") == std::string::npos);
+    says({"list", "--threshold", "9999999999s"}, "'9999999999s' is too long");
+    says({"attach", "1", "--threshold", "5 parsecs"}, "'5 parsecs' is not a duration");
+    // An interval below 1 ms burns a core and measures nothing finer.
+    says({"attach", "1", "--interval", "1ns"}, "'1ns' is too short: the interval is at least 1ms");
+    says({"run", "--interval", "999us", "--", "true"}, "'999us' is too short: the interval is at least 1ms");
+    CHECK(parsed<sw::cli::AttachOptions>({"attach", "1", "--interval", "1ms"}).timing.interval == 1ms);
+    // -o "" is not standard output in disguise.
+    for (const char* cmd : {"attach", "dump"}) says({cmd, "1", "-o", ""}, "--output: give a file name");
+    says({"run", "--output", "", "--", "true"}, "--output: give a file name");
+}
+
+TEST_CASE("each command's help says truthfully where --output replaces") {
+    auto output_line = [](const std::string& cmd) {
+        auto h = early({cmd, "--help"});
+        std::istringstream in(h.out);
+        for (std::string line; std::getline(in, line);)
+            if (line.find("-o,--output") != std::string::npos) return line;
+        return std::string();
+    };
+    CHECK(output_line("run").find("instead of standard error") != std::string::npos);
+    CHECK(output_line("run").find("standard output") == std::string::npos);
+    CHECK(output_line("attach").find("instead of standard output") != std::string::npos);
+    CHECK(output_line("dump").find("instead of standard output") != std::string::npos);
 }

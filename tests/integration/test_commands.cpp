@@ -1,0 +1,222 @@
+// What a new user meets at the command line: messages that name the file and
+// the reason, a thread id given for a pid, dump without the right to trace,
+// and dump's worker state taken at each worker's own capture.
+#include <doctest/doctest.h>
+
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "support/child.hpp"
+
+using namespace sw::test;
+using json = nlohmann::json;
+
+namespace {
+
+// A started fixture and the fields of its "ready" line.
+struct Started {
+    Child child;
+    std::string ready;
+    explicit Started(std::vector<std::string> argv) : child(argv) {
+        auto line = child.read_line();
+        REQUIRE_MESSAGE(line.has_value(), "the fixture did not say ready");
+        ready = *line;
+    }
+    pid_t get(const std::string& key) const {
+        auto v = field(ready, key);
+        REQUIRE_MESSAGE(v.has_value(), "no " << key << " in: " << ready);
+        return static_cast<pid_t>(*v);
+    }
+};
+
+std::vector<json> json_lines(const std::string& text) {
+    std::vector<json> out;
+    std::istringstream in(text);
+    for (std::string line; std::getline(in, line);) out.push_back(json::parse(line));
+    return out;
+}
+
+std::string sh_quote(const std::string& s) { return "'" + s + "'"; }
+
+}  // namespace
+
+TEST_CASE("a report that cannot be written names the file and the reason, and exits 1") {
+    Started fx({fixture("sw_fixture_stall"), "--stall-ms", "10000"});
+    auto pid = std::to_string(fx.get("pid"));
+    const std::string full = "stallwatch: cannot write to /dev/full: No space left on device\n";
+    SUBCASE("dump") {
+        auto r = run({stallwatch_binary(), "dump", pid, "-o", "/dev/full"});
+        CHECK(r.exit_code == 1);
+        CHECK(r.err == full);
+    }
+    SUBCASE("dump --format json") {
+        auto r = run({stallwatch_binary(), "dump", pid, "--format", "json", "--output", "/dev/full"});
+        CHECK(r.exit_code == 1);
+        CHECK(r.err == full);
+    }
+    SUBCASE("attach") {
+        auto r = run({stallwatch_binary(), "attach", pid, "--once", "-o", "/dev/full"});
+        CHECK(r.exit_code == 1);
+        CHECK(r.err.find(full) != std::string::npos);
+        CHECK(r.err.find("cannot write the report") == std::string::npos);
+    }
+    SUBCASE("standard output") {
+        auto r = run({"/bin/sh", "-c", sh_quote(stallwatch_binary()) + " dump " + pid + " >/dev/full"});
+        CHECK(r.exit_code == 1);
+        CHECK(r.err == "stallwatch: cannot write to standard output: No space left on device\n");
+    }
+}
+
+TEST_CASE("run: a report that cannot be written is named, and the program runs on") {
+    auto r = run({stallwatch_binary(), "run", "-o", "/dev/full", "--", fixture("sw_fixture_stall"), "--stall-ms",
+                  "300", "--exit-after-ms", "600"});
+    CHECK(r.exit_code == 0);  // the program's status
+    CHECK(r.err.find("stallwatch: cannot write to /dev/full: No space left on device\n") != std::string::npos);
+    CHECK(r.out.find("victim: done") != std::string::npos);
+}
+
+TEST_CASE("a thread id given for a pid is taken as its process, with a note") {
+    Started fx({fixture("sw_fixture_stall"), "--stall-ms", "10000"});
+    pid_t pid = fx.get("pid"), tid = fx.get("victim");
+    REQUIRE(tid != pid);
+    const std::string p = std::to_string(pid), t = std::to_string(tid);
+    const std::string note = "stallwatch: " + t + " is a thread of process " + p + " (sw_fixture_stal); using pid " + p + "\n";
+    SUBCASE("status") {
+        auto r = run({stallwatch_binary(), "status", t});
+        CHECK(r.exit_code == 0);
+        CHECK(r.err == note);
+        CHECK(r.out.rfind("pid " + p + " (", 0) == 0);
+    }
+    SUBCASE("dump") {
+        auto r = run({stallwatch_binary(), "dump", t});
+        CHECK(r.exit_code == 0);
+        CHECK(r.err == note);
+        CHECK(r.out.find("of pid " + p + " (") != std::string::npos);
+        CHECK(r.out.find("of pid " + t + " (") == std::string::npos);
+        auto j = run({stallwatch_binary(), "dump", t, "--all-threads", "--format", "json"});
+        CHECK(j.exit_code == 0);
+        auto events = json_lines(j.out);
+        CHECK(events.size() >= 5);
+        for (const auto& e : events) CHECK(e["process.pid"] == pid);
+    }
+    SUBCASE("attach") {
+        auto r = run({stallwatch_binary(), "attach", t, "--once", "--format", "json"});
+        CHECK(r.exit_code == 0);
+        CHECK(r.err.rfind(note, 0) == 0);
+        auto events = json_lines(r.out);
+        CHECK(events.size() >= 3);  // attached, stall, detached
+        for (const auto& e : events) CHECK(e["process.pid"] == pid);
+    }
+}
+
+namespace {
+
+// stallwatch's stderr as lines.
+std::vector<std::string> lines_of(const std::string& text) {
+    std::vector<std::string> out;
+    std::istringstream in(text);
+    for (std::string line; std::getline(in, line);) out.push_back(line);
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("dump of a process it may not trace: one line and exit 4, as the other commands") {
+    // As root: our own fixture, and stallwatch as nobody. Otherwise: pid 1,
+    // if it is another user's.
+    std::optional<Started> fx;
+    std::vector<std::string> as_other;
+    std::string pid;
+    if (::geteuid() == 0) {
+        fx.emplace(std::vector<std::string>{fixture("sw_fixture_stall"), "--stall-ms", "10000"});
+        pid = std::to_string(fx->get("pid"));
+        as_other = {"/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"};
+    } else {
+        struct stat st {};
+        if (::stat("/proc/1", &st) != 0 || st.st_uid == ::geteuid())
+            SW_SKIP("not root, and pid 1 is ours: no process of another user to try");
+        pid = "1";
+    }
+    for (bool all : {true, false}) {
+        auto argv = as_other;
+        for (std::string a : {stallwatch_binary(), std::string("dump"), pid}) argv.push_back(a);
+        if (all) argv.push_back("--all-threads");
+        auto r = run(argv);
+        INFO("all threads: " << all << "\nstderr:\n" << r.err);
+        CHECK(r.exit_code == 4);
+        CHECK(r.out.empty());
+        auto lines = lines_of(r.err);
+        CHECK(lines.size() == 1);
+        CHECK(r.err.find("not permitted") != std::string::npos);
+    }
+}
+
+TEST_CASE("dump of a process whose every thread another debugger traces: one line and exit 4") {
+    if (::geteuid() != 0) SW_SKIP("needs root, to trace with a second tracer under Yama");
+    Started fx({fixture("sw_fixture_workers"), "--running", "2"});
+    pid_t pid = fx.get("pid");
+    std::vector<std::unique_ptr<Child>> tracers;
+    for (const auto& entry : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task")) {
+        tracers.push_back(std::make_unique<Child>(
+            std::vector<std::string>{fixture("hostile/sw_hostile_tracer"), entry.path().filename().string()}));
+        auto said = tracers.back()->read_line();
+        REQUIRE(said.has_value());
+        REQUIRE(said->rfind("tracing ", 0) == 0);
+    }
+    REQUIRE(tracers.size() == 3);
+    for (bool all : {true, false}) {
+        std::vector<std::string> argv = {stallwatch_binary(), "dump", std::to_string(pid)};
+        if (all) argv.push_back("--all-threads");
+        auto r = run(argv);
+        INFO("all threads: " << all << "\nstderr:\n" << r.err);
+        CHECK(r.exit_code == 4);
+        CHECK(lines_of(r.err).size() == 1);
+        CHECK(r.err.find("already traced by pid") != std::string::npos);
+    }
+    // One thread free: the others are shown, the traced ones named; exit 1.
+    tracers.pop_back();
+    auto r = run({stallwatch_binary(), "dump", std::to_string(pid), "--all-threads"});
+    CHECK(r.exit_code == 1);
+    CHECK(lines_of(r.err).size() == 2);
+}
+
+TEST_CASE("dump shows each worker's state and progress as they were at its own capture") {
+    // Six workers flip between parked (in parked_wait) and running (in
+    // running_work) every millisecond or so: a state read once before the
+    // captures disagrees with the stacks taken after it.
+    Started fx({STALLWATCH_TEST_LIFECYCLE, "--mode", "flip", "--workers", "6"});
+    const std::string pid = std::to_string(fx.get("pid"));
+    int matched = 0, wrong = 0;
+    for (int i = 0; i < 6; ++i) {
+        auto r = run({stallwatch_binary(), "dump", pid, "--format", "json"});
+        REQUIRE(r.exit_code == 0);
+        for (const auto& e : json_lines(r.out)) {
+            bool parked_wait = false, running_work = false;
+            for (const auto& f : e["frames"]) {
+                parked_wait = parked_wait || f["code.function.name"] == "parked_wait";
+                running_work = running_work || f["code.function.name"] == "running_work";
+            }
+            const auto& state = e["stallwatch.worker.state"];
+            std::string where = parked_wait ? "parked_wait" : running_work ? "running_work" : "neither";
+            INFO("dump " << i << ": " << e["thread.name"].dump() << " " << state.dump() << ", stack in " << where);
+            if ((state == "parked" && running_work) || (state == "running" && parked_wait)) {
+                ++wrong;
+                CHECK_MESSAGE(false, "state and stack disagree");
+            } else if (parked_wait || running_work) {
+                ++matched;
+            }
+        }
+    }
+    CHECK(wrong == 0);
+    CHECK(matched >= 24);  // most of the 36 samples are inside one of the two
+}
