@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "support/child.hpp"
+#include "support/skip.hpp"
 
 using namespace sw::test;
 using json = nlohmann::json;
