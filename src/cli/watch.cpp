@@ -99,6 +99,14 @@ WatchResult watch(pid_t pid, const WatchOptions& opt, report::Writer& writer, st
     cfg.interval = opt.interval;
     detect::Detector detector(cfg);
     auto frozen = [&](pid_t tid) { return proc::thread_frozen(pid, tid); };
+    // At the end: what the rate limit held back and the stalls still open,
+    // when the limit held anything back or (except after --once, which ends
+    // on purpose in the middle of a stall) a stall is open.
+    auto summarize_at_exit = [&](bool once) {
+        bool held_back = detector.total_suppressed() > 0 || detector.waiting() > 0;
+        auto s = detector.summary(Clock::now(), true);
+        if (held_back || (!once && s.open > 0)) writer.summary(target, s);
+    };
     auto fail = [&](Error e) {
         writer.error(target, e.message);
         result.end = WatchEnd::failed;
@@ -154,12 +162,14 @@ WatchResult watch(pid_t pid, const WatchOptions& opt, report::Writer& writer, st
                 }
             if (stop) {
                 result.end = WatchEnd::signal;
+                summarize_at_exit(false);
                 writer.detached(target, "signal", result.reports);
                 return result;
             }
         }
         if ((n > 0 && pidfd.valid() && (fds[1].revents & POLLIN)) || (!pidfd.valid() && process_gone(pid))) {
             result.end = WatchEnd::target_exited;
+            summarize_at_exit(false);
             writer.detached(target, "target_exited", result.reports);
             return result;
         }
@@ -173,6 +183,7 @@ WatchResult watch(pid_t pid, const WatchOptions& opt, report::Writer& writer, st
                                            pid);
             fmt::print(err, "stallwatch: {}\n", what);
             writer.error(target, what);
+            if (detector.total_suppressed() > 0) writer.summary(target, detector.summary(Clock::now(), true));
             table.reset();
             sampler.reset();
             detector = detect::Detector(cfg);
@@ -211,11 +222,17 @@ WatchResult watch(pid_t pid, const WatchOptions& opt, report::Writer& writer, st
             given_up = true;
             continue;
         }
-        for (const auto& e : detector.observe(*snap, Clock::now(), frozen)) {
+        auto now = Clock::now();
+        auto events = detector.observe(*snap, now, frozen);
+        for (std::size_t i = 0; i < events.size(); ++i) {
+            const auto& e = events[i];
             if (e.kind == detect::EventKind::recovered || e.kind == detect::EventKind::ended) {
                 writer.event(target, e);
                 continue;
             }
+            // Every report below that is not written is withdrawn, so that
+            // the detector never follows it with an update or a recovery
+            // of a stall whose first report nobody saw.
             auto still = [&] { return table->read_progress(e.worker.slot, e.worker.generation) == e.worker.progress; };
             auto r = sampler->sample(e, still);
             if (!r) {  // it moved while we looked: not a stall after all
@@ -233,11 +250,16 @@ WatchResult watch(pid_t pid, const WatchOptions& opt, report::Writer& writer, st
                 return fail(make_error(Errc::io, fmt::format("cannot write the report: {}", std::strerror(errno)), errno));
             ++result.reports;
             if (opt.once) {
+                for (std::size_t k = i + 1; k < events.size(); ++k)
+                    if (events[k].kind == detect::EventKind::stall || events[k].kind == detect::EventKind::stall_update)
+                        detector.withdraw(events[k].episode);
                 result.end = WatchEnd::once;
+                summarize_at_exit(true);
                 writer.detached(target, "once", result.reports);
                 return result;
             }
         }
+        if (auto s = detector.summary_due(now)) writer.summary(target, *s);
     }
 }
 

@@ -13,22 +13,34 @@ bool Detector::take_token(Clock::time_point now, double keep) {
     return true;
 }
 
-void Detector::emit_report(std::vector<Event>& out, Track& t, EventKind kind, Clock::time_point now) {
-    ++t.reports;
-    t.next_report = t.next_report * 2;
-    // A stall's first report says something no other report does; an update
-    // of a stall already reported only says it goes on. Those updates may
-    // not take the bucket below half, so that under a flood the first report
-    // of each stall still gets through.
-    double keep = kind == EventKind::stall_update && t.made > 0 ? cfg_.burst / 2.0 : 0.0;
-    if (!take_token(now, keep)) {
+// The first of base, 2 base, 4 base ... past `stalled`, base being the
+// threshold (or, with a zero threshold, the interval, so that updates do
+// not come every read). After a late first report or a gap, the next
+// report is not due at once.
+Duration Detector::next_due(Duration stalled) const {
+    Duration d = std::max({cfg_.threshold, cfg_.interval, Duration(1)});
+    while (d <= stalled) d *= 2;
+    return d;
+}
+
+void Detector::held_back(Clock::time_point now) {
+    if (!unsaid_since_) unsaid_since_ = now;
+}
+
+// The episode of `t` ends: announced if its first report was made, counted
+// as a stall the rate limit kept quiet if it held the first report back.
+void Detector::end_episode(std::vector<Event>& out, Track& t, EventKind kind) {
+    if (t.made > 0) {
+        out.push_back(Event{kind, t.last, t.stalled, t.episode, t.made, 0});
+    } else if (t.denied) {
         ++pending_suppressed_;
-        ++total_suppressed_;
-        return;
+        ++unreported_;
+        ++total_unreported_;
     }
-    ++t.made;
-    out.push_back(Event{kind, t.last, t.stalled, t.episode, t.reports, pending_suppressed_});
-    pending_suppressed_ = 0;
+    t.stalled = Duration::zero();
+    t.episode = 0;
+    t.made = 0;
+    t.denied = false;
 }
 
 std::vector<Event> Detector::observe(const table::Snapshot& snap, Clock::time_point now,
@@ -39,11 +51,15 @@ std::vector<Event> Detector::observe(const table::Snapshot& snap, Clock::time_po
         tokens_ = cfg_.burst;
         tokens_at_ = now;
         last_now_ = now;
+        period_start_ = now;
     }
     Duration dt = std::max(Duration::zero(), Duration(now - last_now_));
     if (dt > std::max(cfg_.threshold / 2, 5 * cfg_.interval)) dt = cfg_.interval;
     last_now_ = now;
 
+    // First the tracks, and which reports are due; then the tokens, so that
+    // who gets one does not depend on the order of the slots.
+    std::vector<Track*> firsts, updates;
     std::map<Key, Track> next;
     for (const auto& w : snap.workers) {
         Key key{w.slot, w.generation, w.tid};
@@ -60,38 +76,119 @@ std::vector<Event> Detector::observe(const table::Snapshot& snap, Clock::time_po
         bool parked = w.state == table::WorkerState::parked;
         t.last = w;
 
+        bool due = false;
         if (moved || parked) {
-            if (t.episode && t.made > 0)
-                out.push_back(Event{EventKind::recovered, w, t.stalled, t.episode, t.reports, 0});
+            if (t.episode) end_episode(out, t, EventKind::recovered);
             t.stalled = Duration::zero();
-            t.episode = 0;
-            t.made = 0;
-            t.reports = 0;
         } else if (!frozen || !frozen(w.tid)) {
             t.stalled += dt;
             if (!t.episode && t.stalled >= cfg_.threshold) {
                 t.episode = next_episode_++;
-                // Updates at 2x, 4x ... the threshold; with a zero threshold,
-                // of the interval, so that updates do not come every read.
-                t.next_report = std::max(cfg_.threshold, cfg_.interval);
-                emit_report(out, t, EventKind::stall, now);
-            } else if (t.episode && t.stalled >= t.next_report) {
-                emit_report(out, t, EventKind::stall_update, now);
+                t.due = t.stalled;
+                ++stalls_;
+                ++total_stalls_;
             }
+            due = t.episode && t.stalled >= t.due;
         }
-        next.emplace(key, std::move(t));
+        auto& placed = next.emplace(key, std::move(t)).first->second;
+        if (due) (placed.made == 0 ? firsts : updates).push_back(&placed);
     }
     // Whatever is left unregistered (or its slot changed hands) since last time.
     for (auto& [key, t] : tracks_)
-        if (t.episode && t.made > 0)
-            out.push_back(Event{EventKind::ended, t.last, t.stalled, t.episode, t.reports, 0});
+        if (t.episode) end_episode(out, t, EventKind::ended);
     tracks_ = std::move(next);
+
+    // First reports: workers never shown first, then those shown longest
+    // ago, then the oldest stall. One held back stays due and tries again
+    // at the next read: it costs nothing until a token comes.
+    std::sort(firsts.begin(), firsts.end(), [](const Track* a, const Track* b) {
+        if (a->shown.has_value() != b->shown.has_value()) return !a->shown.has_value();
+        if (a->shown != b->shown) return *a->shown < *b->shown;
+        return a->episode < b->episode;
+    });
+    bool waiting = false;
+    for (Track* t : firsts) {
+        if (!take_token(now, 0.0)) {
+            waiting = true;
+            if (!t->denied) held_back(now);
+            t->denied = true;
+            continue;
+        }
+        t->made = 1;
+        t->due = next_due(t->stalled);
+        t->shown_before = t->shown;
+        t->shown = now;
+        out.push_back(Event{EventKind::stall, t->last, t->stalled, t->episode, 1, pending_suppressed_});
+        pending_suppressed_ = 0;
+    }
+    // Updates of stalls already reported: never while a first report
+    // waits, and never below half the bucket, so that the next incident's
+    // first reports find tokens.
+    std::sort(updates.begin(), updates.end(), [](const Track* a, const Track* b) { return a->episode < b->episode; });
+    for (Track* t : updates) {
+        t->due = next_due(t->stalled);
+        if (waiting || !take_token(now, cfg_.burst / 2.0)) {
+            ++pending_suppressed_;
+            ++updates_suppressed_;
+            ++total_updates_suppressed_;
+            held_back(now);
+            continue;
+        }
+        ++t->made;
+        out.push_back(Event{EventKind::stall_update, t->last, t->stalled, t->episode, t->made, pending_suppressed_});
+        pending_suppressed_ = 0;
+    }
     return out;
 }
 
 void Detector::withdraw(std::uint64_t episode) {
-    for (auto& [key, t] : tracks_)
-        if (t.episode == episode && t.made > 0) --t.made;
+    for (auto& [key, t] : tracks_) {
+        if (t.episode != episode || t.made == 0) continue;
+        if (--t.made == 0) t.shown = t.shown_before;  // due again at t.due, not at the next read
+    }
+}
+
+std::size_t Detector::waiting() const noexcept {
+    std::size_t n = 0;
+    for (const auto& [key, t] : tracks_) n += t.episode && t.made == 0 && t.denied;
+    return n;
+}
+
+std::optional<Summary> Detector::summary_due(Clock::time_point now) {
+    if (!unsaid_since_ || now - *unsaid_since_ < cfg_.summary_settle) return std::nullopt;
+    if (last_summary_ && now - *last_summary_ < cfg_.summary_every) return std::nullopt;
+    return summary(now, false);
+}
+
+Summary Detector::summary(Clock::time_point now, bool at_exit) {
+    Summary s;
+    s.at_exit = at_exit;
+    s.period = started_ ? std::max(Duration::zero(), Duration(now - period_start_)) : Duration::zero();
+    s.stalls = stalls_;
+    s.unreported = unreported_;
+    s.updates_suppressed = updates_suppressed_;
+    s.total_stalls = total_stalls_;
+    s.total_unreported = total_unreported_;
+    s.total_updates_suppressed = total_updates_suppressed_;
+    std::vector<OpenStall> open;
+    for (const auto& [key, t] : tracks_) {
+        if (!t.episode) continue;
+        open.push_back(OpenStall{t.episode, t.last, t.stalled, t.made > 0});
+        s.open_unreported += t.made == 0;
+    }
+    s.open = open.size();
+    std::sort(open.begin(), open.end(), [](const OpenStall& a, const OpenStall& b) {
+        if (a.reported != b.reported) return !a.reported;
+        return a.episode < b.episode;
+    });
+    if (open.size() > cfg_.summary_list) open.resize(cfg_.summary_list);
+    s.listed = std::move(open);
+
+    stalls_ = unreported_ = updates_suppressed_ = 0;
+    period_start_ = now;
+    last_summary_ = now;
+    unsaid_since_.reset();
+    return s;
 }
 
 }  // namespace sw::detect

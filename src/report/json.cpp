@@ -133,6 +133,33 @@ public:
         emit(j);
     }
 
+    void summary(const Target& t, const detect::Summary& s) override {
+        json j = base("summary", t, now_rfc3339());
+        j["stallwatch.summary.at_exit"] = s.at_exit;
+        j["stallwatch.summary.period_ms"] = ms(s.period);
+        j["stallwatch.summary.stalls"] = s.stalls;
+        j["stallwatch.summary.unreported"] = s.unreported;
+        j["stallwatch.summary.updates_suppressed"] = s.updates_suppressed;
+        j["stallwatch.summary.total_stalls"] = s.total_stalls;
+        j["stallwatch.summary.total_unreported"] = s.total_unreported;
+        j["stallwatch.summary.total_updates_suppressed"] = s.total_updates_suppressed;
+        j["stallwatch.summary.open_count"] = s.open;
+        j["stallwatch.summary.open_unreported"] = s.open_unreported;
+        json open = json::array();
+        for (const auto& o : s.listed) {
+            json k;
+            k["stallwatch.episode"] = o.episode;
+            k["thread.id"] = o.worker.tid;
+            k["thread.name"] = o.worker.name;
+            k["stallwatch.worker.slot"] = o.worker.slot;
+            k["stallwatch.stall.duration_ms"] = ms(o.stalled_for);
+            k["stallwatch.reported"] = o.reported;
+            open.push_back(std::move(k));
+        }
+        j["stallwatch.summary.open_stalls"] = std::move(open);
+        emit(j);
+    }
+
 private:
     void emit(const json& j) {
         // Names come from the target and may hold any byte: replace invalid

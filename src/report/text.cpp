@@ -121,6 +121,27 @@ public:
         out_.flush();
     }
 
+    void summary(const Target& t, const detect::Summary& s) override {
+        if (s.at_exit)
+            fmt::print(out_, "{} SUMMARY of pid {} at exit: {} stall(s), {} never reported and {} update(s) "
+                             "suppressed by the rate limit; {} stall(s) open, {} of them not reported\n",
+                       now_rfc3339(), t.pid, s.total_stalls, s.total_unreported, s.total_updates_suppressed,
+                       s.open, s.open_unreported);
+        else
+            fmt::print(out_, "{} RATE LIMITED in the last {}: {} stall(s) began, {} ended never reported, {} "
+                             "update(s) suppressed (in all: {} stall(s), {} never reported, {} update(s) "
+                             "suppressed); {} stall(s) open, {} waiting for a first report\n",
+                       now_rfc3339(), format_duration(s.period), s.stalls, s.unreported, s.updates_suppressed,
+                       s.total_stalls, s.total_unreported, s.total_updates_suppressed, s.open,
+                       s.open_unreported);
+        for (const auto& o : s.listed)
+            fmt::print(out_, "    #{} {} for {}, {}\n", o.episode, worker_label(o.worker),
+                       format_duration(o.stalled_for), o.reported ? "reported" : "not reported");
+        if (s.open > s.listed.size()) fmt::print(out_, "    ... and {} more open stall(s)\n", s.open - s.listed.size());
+        fmt::print(out_, "\n");
+        out_.flush();
+    }
+
 private:
     WriterOptions opt_;
 };

@@ -45,6 +45,9 @@ public:
     virtual void stall(const StallReport& r) = 0;
     // recovered and ended events.
     virtual void event(const Target& t, const detect::Event& e) = 0;
+    // What the rate limit held back, and the stalls open (periodically, and
+    // at exit). Folded output has nowhere to put it.
+    virtual void summary(const Target&, const detect::Summary&) {}
     // End of output (folded stacks are written here).
     virtual void finish() {}
 

@@ -2,6 +2,7 @@
 #include <doctest/doctest.h>
 
 #include <set>
+#include <string>
 
 #include "detect/detector.hpp"
 
@@ -220,21 +221,194 @@ TEST_CASE("a jump of the clock (host suspended, monitor stopped) is not counted 
     CHECK(s.of(EventKind::stall).size() == 1);
 }
 
-TEST_CASE("the global rate limit suppresses reports, counts them and says so") {
+TEST_CASE("the global rate limit holds first reports back, makes them late, and counts those it never made") {
     Config c;
     c.burst = 3;
     c.refill_per_second = 1.0;
     Sim s(c);
     for (pid_t t = 1; t <= 10; ++t) s.add(static_cast<std::uint32_t>(t), t);
-    s.run(110ms);  // ten workers stall together: three reports get through
+    s.run(110ms);  // ten workers stall together: three reports get through, seven wait
     CHECK(s.of(EventKind::stall).size() == 3);
-    CHECK(s.det.total_suppressed() == 7);
-    s.run(1500ms);  // at 1.6 s of stall the updates compete for the 1.5 tokens refilled
-    auto reports = s.of(EventKind::stall).size() + s.of(EventKind::stall_update).size();
-    CHECK(reports == 4);
-    std::uint64_t said = 0;
+    CHECK(s.det.waiting() == 7);
+    CHECK(s.det.total_suppressed() == 0);  // waiting is not lost yet
+    s.run(1500ms);  // 1.5 tokens refilled: one more first report, made late; no update at all
+    auto stalls = s.of(EventKind::stall);
+    REQUIRE(stalls.size() == 4);
+    CHECK(stalls[3].stalled_for >= 1000ms);
+    CHECK(stalls[3].report == 1);
+    CHECK(s.of(EventKind::stall_update).empty());  // first reports wait: no update goes before them
+    CHECK(s.det.waiting() == 6);
+    for (pid_t t = 1; t <= 10; ++t) s.get(t).progress++;
+    s.step(10ms);
+    CHECK(s.of(EventKind::recovered).size() == 4);  // only the stalls reported
+    CHECK(s.det.waiting() == 0);
+    auto sum = s.det.summary(s.now, false);
+    CHECK(sum.total_unreported == 6);  // the six never reported
+    CHECK(sum.total_updates_suppressed > 0);  // the updates that waited behind them
+    CHECK(s.det.total_suppressed() == sum.total_unreported + sum.total_updates_suppressed);
+    s.snap.workers.resize(1);
+    s.run(1000ms);  // the next report made says how many were dropped before it
+    auto later = s.of(EventKind::stall);
+    REQUIRE(later.size() == 5);
+    CHECK(later[4].suppressed >= 6);
+    std::uint64_t said = 0;  // what is dropped after the last report made is said by the next one
     for (const auto& e : s.events) said += e.suppressed;
-    CHECK(said >= 7);  // the first report after the drop says how many were dropped
+    CHECK(said <= s.det.total_suppressed());
+    CHECK(said >= sum.total_unreported + sum.total_updates_suppressed);
+}
+
+TEST_CASE("no update is made for a stall whose first report was not made") {
+    Config c;
+    c.burst = 1;
+    c.refill_per_second = 0.1;
+    Sim s(c);
+    s.add(0, 10);
+    s.add(1, 11);
+    s.run(3000ms);
+    std::set<std::uint64_t> first;
+    for (const auto& e : s.events) {
+        if (e.kind == EventKind::stall) first.insert(e.episode);
+        else CHECK_MESSAGE(first.count(e.episode) == 1, "event of episode " << e.episode << " before its first report");
+    }
+    CHECK(first.size() == 1);
+    CHECK(s.det.waiting() == 1);
+}
+
+TEST_CASE("a first report that waits goes before an update due at the same read, whatever the slots") {
+    Config c;
+    c.burst = 2;
+    c.refill_per_second = 1.0;
+    Sim s(c);
+    s.add(0, 10);  // stalls first: its update falls due when the other stalls
+    s.run(110ms);
+    REQUIRE(s.of(EventKind::stall).size() == 1);
+    s.add(1, 11);
+    s.run(2000ms);
+    auto stalls = s.of(EventKind::stall);
+    REQUIRE(stalls.size() == 2);
+    CHECK(stalls[1].worker.tid == 11);
+    for (const auto& u : s.of(EventKind::stall_update)) CHECK(u.stalled_for > stalls[1].stalled_for);
+}
+
+TEST_CASE("a withdrawn first report leaves the stall unreported until its next report time") {
+    Sim s;
+    s.add(0, 10);
+    s.run(110ms);
+    auto stalls = s.of(EventKind::stall);
+    REQUIRE(stalls.size() == 1);
+    s.det.withdraw(stalls[0].episode);  // e.g. the thread exited before it could be sampled
+    s.run(80ms);
+    CHECK(s.events.size() == 1);  // not retried at every read, and no update
+    s.run(30ms);                  // at 200 ms it is due again, as a first report
+    stalls = s.of(EventKind::stall);
+    REQUIRE(stalls.size() == 2);
+    CHECK(stalls[1].episode == stalls[0].episode);
+    CHECK(stalls[1].report == 1);
+    CHECK(s.of(EventKind::stall_update).empty());
+}
+
+TEST_CASE("a summary of what was held back: after it settles, at most every period, bounded") {
+    Config c;
+    c.burst = 2;
+    c.summary_list = 3;
+    Sim s(c);
+    auto moving = [&](sw::detect::Duration d) {
+        for (auto t = sw::detect::Duration::zero(); t < d; t += c.interval) {
+            for (auto& w : s.snap.workers) w.progress++;
+            s.step(c.interval);
+        }
+    };
+    SUBCASE("nothing held back, no summary") {
+        s.add(0, 10);
+        s.run(150ms);
+        moving(5000ms);
+        REQUIRE(s.of(EventKind::stall).size() == 1);
+        CHECK_FALSE(s.det.summary_due(s.now).has_value());
+    }
+    SUBCASE("held back") {
+        for (pid_t t = 1; t <= 6; ++t) s.add(static_cast<std::uint32_t>(t), t);
+        s.run(110ms);
+        REQUIRE(s.det.waiting() == 4);
+        s.run(500ms);
+        CHECK_FALSE(s.det.summary_due(s.now).has_value());  // it settles for a second
+        s.run(600ms);
+        auto sum = s.det.summary_due(s.now);
+        REQUIRE(sum.has_value());
+        CHECK_FALSE(sum->at_exit);
+        CHECK(sum->stalls == 6);
+        CHECK(sum->open == 6);
+        CHECK(sum->open_unreported == 3);  // one made late, at 1.1 s
+        REQUIRE(sum->listed.size() == 3);
+        for (const auto& o : sum->listed) CHECK_FALSE(o.reported);  // waiting ones named first
+        CHECK(sum->listed[0].episode < sum->listed[1].episode);
+        moving(100ms);
+        s.run(2000ms);  // held back again: one summary per period
+        moving(200ms);
+        CHECK_FALSE(s.det.summary_due(s.now).has_value());
+        moving(8000ms);
+        auto next = s.det.summary_due(s.now);
+        REQUIRE(next.has_value());
+        CHECK(next->unreported == 3 + 4);
+        CHECK(next->total_unreported == 3 + 4);
+        CHECK(next->total_stalls == 12);
+        auto last = s.det.summary(s.now, true);
+        CHECK(last.at_exit);
+        CHECK(last.stalls == 0);
+        CHECK(last.total_stalls == 12);
+        CHECK(last.open == 0);
+    }
+}
+
+TEST_CASE("an incident: 40 workers block on one lock for 2 s every 5 s") {
+    // Issue 9 item 15. Before: of each incident's 40 stalls about one per
+    // second got a first report, and updates were made for stalls never
+    // reported. Now: no update without its first report; the bound holds
+    // (burst + refill x time); every stall is either reported or counted;
+    // over the incidents every worker is shown at least once; summaries come
+    // at most once per period.
+    Config c;
+    Sim s(c);
+    constexpr pid_t workers = 40;
+    for (pid_t t = 1; t <= workers; ++t) s.add(static_cast<std::uint32_t>(t), 100 + t, "w" + std::to_string(t));
+    std::vector<sw::detect::Summary> summaries;
+    auto tick = [&](bool blocked) {
+        if (!blocked)
+            for (auto& w : s.snap.workers) w.progress++;
+        s.step(10ms);
+        if (auto sum = s.det.summary_due(s.now)) summaries.push_back(*sum);
+    };
+    const int seconds = 120;
+    for (int cycle = 0; cycle < seconds / 5; ++cycle) {
+        for (int i = 0; i < 300; ++i) tick(false);
+        for (int i = 0; i < 200; ++i) tick(true);
+    }
+    auto final_summary = s.det.summary(s.now, true);
+
+    std::set<std::uint64_t> first;
+    std::set<pid_t> shown;
+    for (const auto& e : s.events) {
+        if (e.kind == EventKind::stall) {
+            CHECK(first.insert(e.episode).second);
+            shown.insert(e.worker.tid);
+        } else {
+            CHECK_MESSAGE(first.count(e.episode) == 1, "episode " << e.episode << " without its first report");
+        }
+    }
+    auto reports = s.of(EventKind::stall).size() + s.of(EventKind::stall_update).size();
+    CHECK(reports <= c.burst + static_cast<std::size_t>(seconds * c.refill_per_second) + 1);
+    std::uint64_t episodes = final_summary.total_stalls;
+    CHECK(episodes == static_cast<std::uint64_t>(workers * (seconds / 5)));
+    CHECK(first.size() + final_summary.total_unreported + final_summary.open_unreported == episodes);
+    CHECK(final_summary.open == static_cast<std::uint64_t>(workers));  // the last hold is still on
+    CHECK(final_summary.listed.size() == c.summary_list);
+    CHECK(shown.size() == static_cast<std::size_t>(workers));  // every worker's stack seen once at least
+    CHECK(first.size() >= 20 + static_cast<std::size_t>(seconds) * 9 / 10);  // nearly every token went to a first report
+    CHECK(summaries.size() <= seconds / 10 + 1);
+    std::uint64_t unreported = final_summary.unreported;
+    for (const auto& sum : summaries) unreported += sum.unreported;
+    CHECK(unreported == final_summary.total_unreported);
+    MESSAGE("first reports " << first.size() << " of " << episodes << " stalls; updates "
+                             << s.of(EventKind::stall_update).size() << "; summaries " << summaries.size());
 }
 
 TEST_CASE("under a flood the first report of every stall gets through before updates") {
