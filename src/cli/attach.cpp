@@ -7,12 +7,22 @@
 
 #include <cerrno>
 #include <cstring>
+#include <string>
 
 #include "cli/commands.hpp"
 #include "cli/output.hpp"
 #include "cli/watch.hpp"
 
 namespace sw::cli {
+namespace {
+
+// ", N more withdrawn (...)" when samples were dropped, else nothing.
+std::string withdrawn_note(const WatchResult& r) {
+    if (r.withdrawn == 0) return {};
+    return fmt::format(", {} withdrawn (the worker moved on while it was being sampled)", r.withdrawn);
+}
+
+}  // namespace
 
 int run_attach(const AttachOptions& opt, std::ostream& out, std::ostream& err) {
     auto output = Output::open(opt.out.output, out, "standard output", err);
@@ -34,13 +44,14 @@ int run_attach(const AttachOptions& opt, std::ostream& out, std::ostream& err) {
 
     switch (result.end) {
     case WatchEnd::signal:
-        fmt::print(err, "stallwatch: {} received; {} stall report(s) made, detached\n", strsignal(result.signal),
-                   result.reports);
+        fmt::print(err, "stallwatch: {} received; {} stall report(s) made{}, detached\n", strsignal(result.signal),
+                   result.reports, withdrawn_note(result));
         return exit_code::ok;
     case WatchEnd::once:
         return exit_code::ok;
     case WatchEnd::target_exited:
-        fmt::print(err, "stallwatch: pid {} exited; {} stall report(s) made\n", opt.pid, result.reports);
+        fmt::print(err, "stallwatch: pid {} exited; {} stall report(s) made{}\n", opt.pid, result.reports,
+                   withdrawn_note(result));
         return exit_code::target_exited;
     case WatchEnd::failed:
         break;

@@ -163,14 +163,14 @@ WatchResult watch(pid_t pid, const WatchOptions& opt, report::Writer& writer, st
             if (stop) {
                 result.end = WatchEnd::signal;
                 summarize_at_exit(false);
-                writer.detached(target, "signal", result.reports);
+                writer.detached(target, "signal", result.reports, result.withdrawn);
                 return result;
             }
         }
         if ((n > 0 && pidfd.valid() && (fds[1].revents & POLLIN)) || (!pidfd.valid() && process_gone(pid))) {
             result.end = WatchEnd::target_exited;
             summarize_at_exit(false);
-            writer.detached(target, "target_exited", result.reports);
+            writer.detached(target, "target_exited", result.reports, result.withdrawn);
             return result;
         }
         proc::release_lingering();
@@ -237,6 +237,7 @@ WatchResult watch(pid_t pid, const WatchOptions& opt, report::Writer& writer, st
             auto r = sampler->sample(e, still);
             if (!r) {  // it moved while we looked: not a stall after all
                 detector.withdraw(e.episode);
+                ++result.withdrawn;
                 continue;
             }
             if (r->thread_exited) {  // skipped, not fatal
@@ -255,7 +256,7 @@ WatchResult watch(pid_t pid, const WatchOptions& opt, report::Writer& writer, st
                         detector.withdraw(events[k].episode);
                 result.end = WatchEnd::once;
                 summarize_at_exit(true);
-                writer.detached(target, "once", result.reports);
+                writer.detached(target, "once", result.reports, result.withdrawn);
                 return result;
             }
         }

@@ -32,6 +32,7 @@ struct WatchResult {
     WatchEnd end = WatchEnd::failed;
     int signal = 0;             // WatchEnd::signal: which one
     std::uint64_t reports = 0;  // stall reports written
+    std::uint64_t withdrawn = 0;  // samples dropped: the worker moved on while sampled
     std::optional<Error> error; // WatchEnd::failed: why
 };
 

@@ -94,10 +94,12 @@ public:
         emit(j);
     }
 
-    void detached(const Target& t, std::string_view reason, std::uint64_t reports) override {
+    void detached(const Target& t, std::string_view reason, std::uint64_t reports,
+                  std::uint64_t withdrawn) override {
         json j = base("detached", t, now_rfc3339());
         j["stallwatch.reason"] = reason;
         j["stallwatch.reports"] = reports;
+        j["stallwatch.reports_withdrawn"] = withdrawn;
         emit(j);
     }
 

@@ -39,7 +39,10 @@ public:
 
     // Lifecycle: text writers leave these to the status lines on stderr.
     virtual void attached(const Target&, const WatchInfo&) {}
-    virtual void detached(const Target&, std::string_view /*reason*/, std::uint64_t /*reports*/) {}
+    // `reports`: stack reports written; `withdrawn`: samples dropped because
+    // the worker moved on while it was being sampled (not a stall after all).
+    virtual void detached(const Target&, std::string_view /*reason*/, std::uint64_t /*reports*/,
+                          std::uint64_t /*withdrawn*/) {}
     virtual void error(const Target&, std::string_view /*message*/) {}
     // A stall or stall_update report with its stack.
     virtual void stall(const StallReport& r) = 0;

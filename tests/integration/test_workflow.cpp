@@ -266,6 +266,18 @@ TEST_CASE("every event type carries the schema version, and one index maps all t
 
         // sample: of workers, and of plain threads (null worker fields).
         StallFixture stall({"--stall-ms", "5000"});
+        // summary: a watch that ends while a stall is still open.
+        {
+            Child open_sw({stallwatch_binary(), "attach", std::to_string(stall.pid), "--format", "json",
+                           "--threshold", "100ms"});
+            while (auto line = open_sw.read_line(5s)) {
+                all += *line + "\n";
+                if (json::parse(*line)["event"] == "stall") break;
+            }
+            ::kill(open_sw.pid(), SIGTERM);
+            while (auto line = open_sw.read_line(5s)) all += *line + "\n";
+            CHECK(open_sw.finish() == std::optional<int>(0));
+        }
         auto d = run({stallwatch_binary(), "dump", std::to_string(stall.pid), "--format", "json"});
         CHECK(d.exit_code == 0);
         auto a = run({stallwatch_binary(), "dump", std::to_string(stall.pid), "--all-threads", "--format", "json"});
