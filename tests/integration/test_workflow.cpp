@@ -310,7 +310,9 @@ TEST_CASE("every event type carries the schema version, and one index maps all t
 
     // No name is a value in one event and holds fields in another (one index
     // cannot map `a.b` as a number and `a.b.c` too), and no name changes type.
-    for (const auto& [path, event] : mapping.leaf_seen_in) {
+    for (const auto& leaf : mapping.leaf_seen_in) {
+        const std::string& path = leaf.first;  // no structured binding: clang 14 cannot capture one
+        const std::string& event = leaf.second;
         auto object = mapping.object_seen_in.find(path);
         CHECK_MESSAGE(object == mapping.object_seen_in.end(),
                       path << " is a value in " << event << " events but holds fields in "
