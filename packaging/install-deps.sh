@@ -8,7 +8,12 @@ SUDO=""
 # For tests/run-all.sh: libclang-rt-14-dev, clang's sanitizer and libFuzzer
 # runtimes (only recommended by clang, so --no-install-recommends leaves it
 # out); llvm, for llvm-symbolizer (readable sanitizer stacks); lintian, for
-# tests/package/package-test.sh.
+# tests/package/package-test.sh; syslog-ng-core, for the log pipeline tests
+# (tests/pipeline/), which start their own daemons: the system services are
+# never started here (policy-rc.d below) nor enabled. rsyslog, the other
+# daemon those tests run, conflicts with syslog-ng-core (both provide
+# system-log-daemon), so it is unpacked below, not installed; its libraries
+# are installed here.
 PACKAGES="
   build-essential cmake pkg-config
   libunwind-dev libdw-dev elfutils
@@ -16,6 +21,7 @@ PACKAGES="
   binutils clang python3 python3-jsonschema
   libclang-rt-14-dev llvm lintian
   elfutils libc6-dbg memcached groff-base
+  syslog-ng-core libestr0 libfastjson4 liblognorm5 libzstd1
 "
 # Only touch apt when something is missing: a warm machine sets up in a second.
 missing=""
@@ -25,6 +31,32 @@ done
 if [ -n "$missing" ]; then
   echo "install-deps: installing:$missing"
   $SUDO apt-get update -qq
+  # Packages that ship a daemon (rsyslog, syslog-ng-core) must not start it:
+  # policy-rc.d exit 101 tells invoke-rc.d "not now" while they install.
+  policy=/usr/sbin/policy-rc.d
+  own_policy=""
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+    $SUDO chmod 755 "$policy"
+    own_policy=1
+  fi
   # shellcheck disable=SC2086
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing || {
+    rc=$?; [ -z "$own_policy" ] || $SUDO rm -f "$policy"; exit "$rc"; }
+  [ -z "$own_policy" ] || $SUDO rm -f "$policy"
+fi
+
+# rsyslog for tests/pipeline: the Debian package unpacked (dpkg-deb -x) into
+# its own directory, outside dpkg's database, so that it can sit beside
+# syslog-ng-core. The test runs $RSYSLOG_ROOT/usr/sbin/rsyslogd with -M
+# pointing at the modules there. Skipped where a real rsyslog is installed.
+RSYSLOG_ROOT=/opt/stallwatch-test/rsyslog
+if [ ! -x /usr/sbin/rsyslogd ] && [ ! -x "$RSYSLOG_ROOT/usr/sbin/rsyslogd" ]; then
+  echo "install-deps: unpacking rsyslog into $RSYSLOG_ROOT"
+  dl=$(mktemp -d)
+  $SUDO chmod 777 "$dl"  # apt-get download fetches as the _apt user
+  (cd "$dl" && $SUDO apt-get download -qq rsyslog)
+  $SUDO mkdir -p "$RSYSLOG_ROOT"
+  $SUDO dpkg-deb -x "$dl"/rsyslog_*.deb "$RSYSLOG_ROOT"
+  $SUDO rm -rf "$dl"
 fi

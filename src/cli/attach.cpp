@@ -27,7 +27,8 @@ std::string withdrawn_note(const WatchResult& r) {
 int run_attach(const AttachOptions& opt, std::ostream& out, std::ostream& err) {
     auto output = Output::open(opt.out.output, out, "standard output", err);
     if (!output) return exit_code::failure;
-    auto writer = report::make_writer(opt.out.format, output->stream(), report::WriterOptions{opt.out.full});
+    auto writer = report::make_writer(opt.out.format, output->stream(),
+                                      report::WriterOptions{opt.out.full, opt.out.max_event_bytes});
 
     WatchOptions w;
     w.threshold = opt.timing.threshold;

@@ -104,7 +104,8 @@ int run_dump(const DumpOptions& opt, std::ostream& out, std::ostream& err) {
 
     auto output = Output::open(opt.out.output, out, "standard output", err);
     if (!output) return exit_code::failure;
-    auto writer = report::make_writer(opt.out.format, output->stream(), report::WriterOptions{opt.out.full});
+    auto writer = report::make_writer(opt.out.format, output->stream(),
+                                      report::WriterOptions{opt.out.full, opt.out.max_event_bytes});
     auto cannot_write = [&](int seen) {
         fmt::print(err, "stallwatch: {}\n", output->write_error(seen));
         return exit_code::failure;

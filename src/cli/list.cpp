@@ -87,9 +87,11 @@ int run_list(const ListOptions& opt, std::ostream& out, std::ostream& /*err*/) {
             j["event"] = "process";
             j["stallwatch.schema_version"] = report::json_schema_version;
             j["process.pid"] = f.pid;
-            j["process.owner"] = f.user;
-            j["process.command"] = f.command;
-            j["service.name"] = f.first.header.app_name;
+            // Absent values are null, never "" (docs/json-events.md).
+            auto str_or_null = [](const std::string& v) { return v.empty() ? json(nullptr) : json(v); };
+            j["process.owner"] = str_or_null(f.user);
+            j["process.command"] = str_or_null(f.command);
+            j["service.name"] = str_or_null(f.first.header.app_name);
             j["stallwatch.workers.running"] = f.running;
             j["stallwatch.workers.parked"] = f.parked;
             j["stallwatch.workers.stalled"] = f.stalled;

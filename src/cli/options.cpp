@@ -65,6 +65,25 @@ struct FileNameValidator : CLI::Validator {
     }
 };
 
+// --max-event-bytes: 0 (no limit) or at least the smallest limit in which a
+// stack event always fits.
+class MaxEventBytesValidator : public CLI::Validator {
+public:
+    MaxEventBytesValidator() {
+        name_ = "BYTES";
+        func_ = [](std::string& s) -> std::string {
+            std::size_t n = 0;
+            auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), n);
+            if (ec != std::errc{} || end != s.data() + s.size())
+                return fmt::format("'{}' is not a number of bytes", s);
+            if (n != 0 && n < report::min_max_event_bytes)
+                return fmt::format("{} bytes is too small: give 0 (no limit) or at least {}", n,
+                                   report::min_max_event_bytes);
+            return {};
+        };
+    }
+};
+
 constexpr const char* command_names = "status, attach, dump, run or list";
 
 report::Format parse_format(const std::string& name) {
@@ -87,6 +106,15 @@ void add_output_options(CLI::App& cmd, OutputOptions& o, std::string& format, co
                  "folded into one line");
     cmd.add_option("-n,--max-frames", o.max_frames, "Deepest stack to print")
         ->check(CLI::Range(1, 4096))
+        ->capture_default_str();
+    cmd.add_option("--max-event-bytes", o.max_event_bytes,
+                   fmt::format("JSON: the most bytes one event line may take, newline included (0: no "
+                               "limit, else at least {}). A longer stack event leaves out frames, the "
+                               "first application frame and its neighbours last, then cuts long names, "
+                               "and says so in stallwatch.stack.truncated; see stallwatch(1)",
+                               report::min_max_event_bytes))
+        ->type_name("N")
+        ->check(MaxEventBytesValidator())
         ->capture_default_str();
     cmd.add_option("-o,--output", o.output, fmt::format("Append reports to FILE instead of {}", standard))
         ->type_name("FILE")

@@ -23,6 +23,7 @@ struct OutputOptions {
     report::Format format = report::Format::text;
     bool full = false;   // text: every frame, runtime frames not folded
     std::size_t max_frames = 64;
+    std::size_t max_event_bytes = report::default_max_event_bytes;  // json: per line; 0: no limit
     std::string output;  // "" for the command's default stream
     bool debuginfod = false;
 };

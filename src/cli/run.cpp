@@ -85,7 +85,8 @@ int run_run(const RunOptions& opt, std::ostream& err) {
     }
     pid_t pid = *child;
 
-    auto writer = report::make_writer(opt.out.format, output->stream(), report::WriterOptions{opt.out.full});
+    auto writer = report::make_writer(opt.out.format, output->stream(),
+                                      report::WriterOptions{opt.out.full, opt.out.max_event_bytes});
     WatchOptions w;
     w.threshold = opt.timing.threshold;
     w.interval = opt.timing.interval;

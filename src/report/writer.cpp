@@ -5,12 +5,12 @@
 namespace sw::report {
 
 std::unique_ptr<Writer> make_text_writer(std::ostream& out, WriterOptions opt);
-std::unique_ptr<Writer> make_json_writer(std::ostream& out);
+std::unique_ptr<Writer> make_json_writer(std::ostream& out, std::size_t max_event_bytes);
 std::unique_ptr<Writer> make_folded_writer(std::ostream& out);
 
 std::unique_ptr<Writer> make_writer(Format f, std::ostream& out, WriterOptions opt) {
     switch (f) {
-    case Format::json: return make_json_writer(out);
+    case Format::json: return make_json_writer(out, opt.max_event_bytes);
     case Format::folded: return make_folded_writer(out);
     case Format::text: break;
     }

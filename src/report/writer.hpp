@@ -4,6 +4,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstddef>
 #include <memory>
 #include <ostream>
 #include <string>
@@ -17,10 +18,18 @@ enum class Format { text, json, folded };
 
 // `stallwatch.schema_version` of every JSON event (docs/json-events.md):
 // bump it when a field is removed, renamed or retyped.
-inline constexpr int json_schema_version = 2;
+inline constexpr int json_schema_version = 3;
+
+// --max-event-bytes: the default keeps every JSON line under the 16 KiB at
+// which Docker's json-file log driver splits lines; 0 means no limit, and a
+// limit is at least the minimum (what RFC 5424 receivers should accept), the
+// smallest in which a stack event with its key frames always fits.
+inline constexpr std::size_t default_max_event_bytes = 16384;
+inline constexpr std::size_t min_max_event_bytes = 2048;
 
 struct WriterOptions {
     bool full = false;  // text: show every frame, do not fold runtime frames
+    std::size_t max_event_bytes = default_max_event_bytes;  // JSON: per line, newline included; 0: none
 };
 
 // What `attached` says about the watch that begins.
