@@ -109,9 +109,10 @@ void add_output_options(CLI::App& cmd, OutputOptions& o, std::string& format, co
         ->capture_default_str();
     cmd.add_option("--max-event-bytes", o.max_event_bytes,
                    fmt::format("JSON: the most bytes one event line may take, newline included (0: no "
-                               "limit, else at least {}). A longer stack event leaves out frames, the "
-                               "first application frame and its neighbours last, then cuts long names, "
-                               "and says so in stallwatch.stack.truncated; see stallwatch(1)",
+                               "limit, else at least {}). A longer stack event leaves out frames (the "
+                               "first application frame and its neighbours last), if need be cuts long "
+                               "strings, and says so (stallwatch.stack.frames_dropped, "
+                               "stallwatch.stack.truncated); see stallwatch(1)",
                                report::min_max_event_bytes))
         ->type_name("N")
         ->check(MaxEventBytesValidator())

@@ -39,5 +39,10 @@ expect_not folded stallwatch list --format ""
 expect "$$" stallwatch attach "$$"
 expect -- stallwatch run --
 expect --interval stallwatch run --int
+expect --max-event-bytes stallwatch attach 1 --max-e
+expect --max-event-bytes stallwatch dump 1 --max-e
+expect --max-event-bytes stallwatch run --max-e
+expect_not --max-event-bytes stallwatch list --max
+expect 16384 stallwatch attach 1 --max-event-bytes ""
 echo "completion: $failures failure(s)"
 [ "$failures" -eq 0 ]
