@@ -188,6 +188,63 @@ TEST_CASE("every JSON line of attach, dump and list validates against the schema
     require_valid_events(events);
 }
 
+TEST_CASE("JSON events of a 200-frame stall fit --max-event-bytes: dump and run, the default and the minimum") {
+    TempDir tmp;
+    std::string events = tmp.file("events.jsonl");
+    std::string all;
+    // Every line of `out` fits in `limit` bytes, and its stack events are
+    // shortened (left out frames, and the marks) and keep the first
+    // application frame.
+    auto check_fits = [&](const std::string& out, std::size_t limit) {
+        std::istringstream in(out);
+        std::size_t stacks = 0;
+        for (std::string line; std::getline(in, line);) {
+            CHECK_MESSAGE(line.size() + 1 <= limit, "a line of " << line.size() + 1 << " bytes over " << limit);
+            json j = json::parse(line);
+            if (!j.contains("frames") || j["thread.name"] != "victim") continue;
+            ++stacks;
+            CHECK(j["stallwatch.stack.frames_dropped"].get<int>() > 0);
+            CHECK(j["stallwatch.stack.truncated"].get<std::string>().find("frames left out to fit --max-event-bytes " +
+                                                                         std::to_string(limit)) != std::string::npos);
+            bool first_app = false;
+            for (const auto& f : j["frames"])
+                if (f["stallwatch.frame.class"] == "application") {
+                    first_app = f["code.function.name"] == "sleep_in_handler";
+                    break;
+                }
+            CHECK(first_app);
+        }
+        CHECK(stacks >= 1);
+        all += out;
+    };
+    {
+        StallFixture fx({"--stall-ms", "5000", "--depth", "200"});
+        const std::string pid = std::to_string(fx.pid);
+        auto d = run({stallwatch_binary(), "dump", pid, "--format", "json", "-n", "256"});
+        CHECK(d.exit_code == 0);
+        check_fits(d.out, 16384);
+        auto m = run({stallwatch_binary(), "dump", pid, "--format", "json", "-n", "256", "--max-event-bytes", "2048"});
+        CHECK(m.exit_code == 0);
+        check_fits(m.out, 2048);
+        // 0: no limit, the whole stack.
+        auto whole = run({stallwatch_binary(), "dump", pid, "--format", "json", "-n", "256", "--max-event-bytes", "0"});
+        CHECK(whole.exit_code == 0);
+        for (const auto& j : json_lines(whole.out))
+            if (j["thread.name"] == "victim") {
+                CHECK(j["frames"].size() > 200);
+                CHECK(j["stallwatch.stack.frames_dropped"] == 0);
+            }
+        all += whole.out;
+    }
+    auto r = run({stallwatch_binary(), "run", "--format", "json", "-n", "256", "--max-event-bytes", "4096", "-o",
+                  tmp.file("run.jsonl"), "--", fixture("sw_fixture_stall"), "--depth", "200", "--stall-ms", "400",
+                  "--exit-after-ms", "900"});
+    CHECK(r.exit_code == 0);
+    check_fits(slurp(tmp.file("run.jsonl")), 4096);
+    std::ofstream(events) << all;
+    require_valid_events(events);
+}
+
 namespace {
 
 // The event names of the table under "## Events" in docs/json-events.md.
