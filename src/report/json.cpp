@@ -317,7 +317,7 @@ public:
             json k;
             k["stallwatch.episode"] = o.episode;
             k["thread.id"] = o.worker.tid;
-            k["thread.name"] = o.worker.name;
+            k["thread.name"] = str_or_null(o.worker.name);
             k["stallwatch.worker.slot"] = o.worker.slot;
             k["stallwatch.stall.duration_ms"] = ms(o.stalled_for);
             k["stallwatch.reported"] = o.reported;
