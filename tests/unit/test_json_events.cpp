@@ -224,3 +224,13 @@ TEST_CASE("--max-event-bytes: every command that writes JSON events, 0 or at lea
         CHECK(e->code == 64);
     }
 }
+
+TEST_CASE("the deepest stack --max-frames allows (4096 frames) fits too") {
+    auto r = deep_report();
+    while (r.frames.size() < 4096) r.frames.insert(r.frames.begin() + 4, app_frame("descend", 152));
+    const std::string line = report::stack_event_line(r, report::default_max_event_bytes);
+    CHECK(line.size() + 1 <= report::default_max_event_bytes);
+    const json j = json::parse(line);
+    CHECK(j["stallwatch.stack.frames_dropped"].get<std::size_t>() == 4096 - j["frames"].size());
+    CHECK(j["frames"][3]["code.function.name"] == "handle_request");
+}
