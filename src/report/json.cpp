@@ -106,8 +106,9 @@ bool cut(std::string& s, std::size_t cap) {
     return true;
 }
 
-// Cuts every string value in `j` to `cap` bytes, except the keys that
-// stallwatch writes itself and that are bounded; returns how many it cut.
+// Cuts every string value in `j` to `cap` bytes, except code.stacktrace
+// (made of names cut to the same cap) and stallwatch.stack.truncated
+// (stallwatch's own short sentence); returns how many it cut.
 std::size_t cut_strings(json& j, std::size_t cap) {
     if (j.is_string()) return cut(j.get_ref<std::string&>(), cap) ? 1 : 0;
     std::size_t n = 0;
@@ -342,7 +343,9 @@ private:
 
 std::string stack_event_line(const StallReport& r, std::size_t max_bytes) {
     const StackFacts facts(r);
-    auto render = [&](std::size_t dropped, std::size_t cap) { return dump(stack_json(r, facts, dropped, cap, max_bytes)); };
+    auto render = [&](std::size_t dropped, std::size_t cap) {
+        return dump(stack_json(r, facts, dropped, cap, max_bytes));
+    };
     std::string line = render(0, 0);
     if (fits(line, max_bytes)) return line;
     // Leave out the fewest frames that make it fit: first with every string

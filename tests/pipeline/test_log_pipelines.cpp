@@ -169,7 +169,8 @@ TEST_CASE("syslog-ng with json-parser stores a deep stall event parsed whole") {
                "options { log-msg-size(65536); stats-freq(0); };\n"
                "source s_in { unix-dgram(\"" + socket + "\"); };\n"
                "parser p_json { json-parser(prefix(\".sw.\")); };\n"
-               "destination d_out { file(\"" + out + "\" template(\"$(format-json --key .sw.* --shift-levels 2)\\n\")); };\n"
+               "destination d_out { file(\"" + out +
+                   "\" template(\"$(format-json --key .sw.* --shift-levels 2)\\n\")); };\n"
                "log { source(s_in); parser(p_json); destination(d_out); };\n");
     Child daemon({"/usr/sbin/syslog-ng", "-F", "-e", "--no-caps", "-f", tmp.file("syslog-ng.conf"),
                   "--persist-file=" + tmp.file("syslog-ng.persist"), "--pidfile=" + tmp.file("syslog-ng.pid"),
@@ -190,7 +191,8 @@ TEST_CASE("syslog-ng with json-parser stores a deep stall event parsed whole") {
 
 TEST_CASE("rsyslog with mmjsonparse stores a deep stall event parsed whole") {
     auto rsyslog = find_rsyslog();
-    if (!rsyslog) SW_SKIP("rsyslogd not found (packaging/install-deps.sh unpacks it into /opt/stallwatch-test/rsyslog)");
+    if (!rsyslog)
+        SW_SKIP("rsyslogd not found (packaging/install-deps.sh unpacks it into /opt/stallwatch-test/rsyslog)");
     TempDir tmp;
     const std::string socket = tmp.file("log.sock"), out = tmp.file("stored.jsonl");
     // maxMessageSize: rsyslog's default (8k) is below stallwatch's default

@@ -28,9 +28,13 @@ symbolize::Frame frame(std::string fn, std::string module, std::string file = ""
     if (!file.empty()) f.location = symbolize::SourceLocation{std::move(file), line, 3};
     return f;
 }
-symbolize::Frame app_frame(std::string fn, int line) { return frame(std::move(fn), app, "/srv/app/src/server.cpp", line); }
+symbolize::Frame app_frame(std::string fn, int line) {
+    return frame(std::move(fn), app, "/srv/app/src/server.cpp", line);
+}
 symbolize::Frame libc_frame(std::string fn) { return frame(std::move(fn), "/lib/x86_64-linux-gnu/libc.so.6"); }
-symbolize::Frame runtime_frame(std::string fn) { return frame(std::move(fn), "/usr/lib/x86_64-linux-gnu/libevent-2.1.so.7"); }
+symbolize::Frame runtime_frame(std::string fn) {
+    return frame(std::move(fn), "/usr/lib/x86_64-linux-gnu/libevent-2.1.so.7");
+}
 
 report::StallReport report_with(std::vector<symbolize::Frame> frames) {
     report::StallReport r;
