@@ -53,6 +53,7 @@ fi
 RSYSLOG_ROOT=/opt/stallwatch-test/rsyslog
 if [ ! -x /usr/sbin/rsyslogd ] && [ ! -x "$RSYSLOG_ROOT/usr/sbin/rsyslogd" ]; then
   echo "install-deps: unpacking rsyslog into $RSYSLOG_ROOT"
+  [ -n "$missing" ] || $SUDO apt-get update -qq  # the package lists may be stale or empty
   dl=$(mktemp -d)
   $SUDO chmod 777 "$dl"  # apt-get download fetches as the _apt user
   (cd "$dl" && $SUDO apt-get download -qq rsyslog)
