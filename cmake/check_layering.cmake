@@ -28,7 +28,8 @@ set(owned_headers
   "libelf.h=symbolize"
   "gelf.h=symbolize"
   "dlfcn.h=proc"
-  "sys/ptrace.h=proc")
+  "sys/ptrace.h=proc"
+  "sys/uio.h=proc")
 
 if(NOT DEFINED allowed_${STAGE})
   message(FATAL_ERROR "check_layering: unknown stage '${STAGE}'")

@@ -11,6 +11,7 @@
 #include <functional>
 #include <vector>
 
+#include "common/remote_addr.hpp"
 #include "common/result.hpp"
 #include "proc/maps.hpp"
 
@@ -20,16 +21,16 @@ namespace sw::proc {
 struct Registers {
     static constexpr std::size_t max = 32;
     std::array<std::uint64_t, max> dwarf{};
-    std::uint64_t pc = 0;
-    std::uint64_t sp = 0;
+    RemoteAddr pc;
+    RemoteAddr sp;
 };
 
 struct StackCopy {
-    std::uint64_t base = 0;         // target address of bytes[0]
+    RemoteAddr base;                // target address of bytes[0]
     std::vector<std::byte> bytes;   // [base, base + size) of the target's stack
     bool reached_top = false;       // the copy ends where the stack mapping ends
 
-    bool contains(std::uint64_t addr, std::size_t len) const {
+    bool contains(RemoteAddr addr, std::size_t len) const {
         return addr >= base && addr - base <= bytes.size() && bytes.size() - (addr - base) >= len;
     }
 };

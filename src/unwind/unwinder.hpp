@@ -15,7 +15,7 @@
 namespace sw::unwind {
 
 struct RawFrame {
-    std::uint64_t pc = 0;
+    RemoteAddr pc;
     // True when pc is the exact instruction (the innermost frame, or the
     // frame a signal interrupted); false for return addresses, which point
     // just past the call and are looked up at pc - 1.
