@@ -14,6 +14,7 @@
 #include "common/remote_addr.hpp"
 #include "common/result.hpp"
 #include "proc/maps.hpp"
+#include "proc/memory.hpp"
 
 namespace sw::proc {
 
@@ -63,6 +64,10 @@ struct CaptureOutcome {
 };
 Result<CaptureOutcome> capture_thread(pid_t pid, pid_t tid, const std::vector<Mapping>& maps,
                                       const CaptureOptions& opt, const StillStalled& still_stalled);
+// The same, with the stack read through `memory` (the target's reader).
+Result<CaptureOutcome> capture_thread(pid_t pid, pid_t tid, const std::vector<Mapping>& maps,
+                                      const CaptureOptions& opt, const StillStalled& still_stalled,
+                                      MemoryReader& memory);
 
 // Threads we attached to that did not stop in time (a thread in
 // uninterruptible sleep): they cannot be detached until they stop. Each call

@@ -310,6 +310,13 @@ std::pair<RemoteAddr, std::size_t> copy_stack(MemoryReader& mem, const Registers
 
 Result<CaptureOutcome> capture_thread(pid_t pid, pid_t tid, const std::vector<Mapping>& maps,
                                       const CaptureOptions& opt, const StillStalled& still_stalled) {
+    auto memory = open_memory(pid);  // before the stop: it allocates
+    return capture_thread(pid, tid, maps, opt, still_stalled, *memory);
+}
+
+Result<CaptureOutcome> capture_thread(pid_t pid, pid_t tid, const std::vector<Mapping>& maps,
+                                      const CaptureOptions& opt, const StillStalled& still_stalled,
+                                      MemoryReader& memory) {
     // No PTRACE_O_EXITKILL, no other option: if we die, the kernel detaches
     // and the thread runs on.
     {
@@ -320,7 +327,6 @@ Result<CaptureOutcome> capture_thread(pid_t pid, pid_t tid, const std::vector<Ma
                                                     tid));
     }
     auto& buf = scratch(opt.max_stack_bytes);
-    auto memory = open_memory(pid);  // before the stop: it allocates
     RealtimeWindow priority;
     // Only a thread of the target is ever seized. The check and the seize are
     // two system calls, and between them the thread may exit and its tid be
@@ -360,7 +366,7 @@ Result<CaptureOutcome> capture_thread(pid_t pid, pid_t tid, const std::vector<Ma
         return make_error(e == ESRCH ? Errc::no_such_process : Errc::io,
                           fmt::format("reading the registers of thread {}: {}", tid, std::strerror(e)), e);
     }
-    auto [base, got] = copy_stack(*memory, out.capture.regs, maps, buf, out.capture.stack.reached_top);
+    auto [base, got] = copy_stack(memory, out.capture.regs, maps, buf, out.capture.stack.reached_top);
     if (test_hold_us > 0) sleep_us(test_hold_us);
     if (still_stalled && !still_stalled()) out.dropped = true;
     out.capture.forwarded_signal = guard.forwarded_signal();
