@@ -25,7 +25,7 @@ report::Target describe_target(proc::Target& process, std::string app_name) {
 }
 
 Sampler::Sampler(proc::Target& process, report::Target target, SamplerOptions opt)
-    : process_(process), target_(std::move(target)), opt_(opt), unwinder_(process.pid()),
+    : process_(process), target_(std::move(target)), opt_(opt), unwinder_(process.pid(), process.memory()),
       symbolizer_(process.pid(), opt.symbols) {}
 
 void Sampler::prewarm() {

@@ -34,7 +34,8 @@ constexpr std::uint64_t page_size = 4096;
 
 struct Unwinder::Impl {
     pid_t pid;
-    std::unique_ptr<proc::MemoryReader> memory;
+    std::unique_ptr<proc::MemoryReader> owned_memory;  // when not given one
+    proc::MemoryReader* memory;
     void* upt = nullptr;
     unw_addr_space_t as = nullptr;
     unw_accessors_t acc{};
@@ -48,7 +49,9 @@ struct Unwinder::Impl {
     // Tables built from .eh_frame for modules linked without .eh_frame_hdr.
     EhFrameTables eh_frames;
 
-    explicit Impl(pid_t p) : pid(p), memory(proc::open_memory(p)), eh_frames(p) {}
+    Impl(pid_t p, proc::MemoryReader* m)
+        : pid(p), owned_memory(m ? nullptr : proc::open_memory(p)), memory(m ? m : owned_memory.get()),
+          eh_frames(p) {}
 
     static inline std::unordered_map<unw_addr_space_t, Impl*> by_as;
 
@@ -142,7 +145,11 @@ bool has_unwind_info(unw_addr_space_t as, unw_word_t ip) {
 
 }  // namespace
 
-Unwinder::Unwinder(pid_t pid) : impl_(std::make_unique<Impl>(pid)) {
+Unwinder::Unwinder(pid_t pid) : Unwinder(pid, nullptr) {}
+
+Unwinder::Unwinder(pid_t pid, proc::MemoryReader& memory) : Unwinder(pid, &memory) {}
+
+Unwinder::Unwinder(pid_t pid, proc::MemoryReader* memory) : impl_(std::make_unique<Impl>(pid, memory)) {
     impl_->upt = _UPT_create(pid);
     impl_->acc.find_proc_info = find_proc_info;
     impl_->acc.put_unwind_info = put_unwind_info;

@@ -1,7 +1,10 @@
 // The watch loop's decisions (cli::Watcher) against an in-memory target
 // (support/fake_target.hpp) and a clock the test moves: what is sampled,
-// reported, withdrawn or skipped, and when the table is given up or found.
+// reported, withdrawn or skipped, and when the table is given up or found;
+// and the sampler's own decisions.
 #include <doctest/doctest.h>
+
+#include <sys/syscall.h>
 
 #include <sstream>
 
@@ -185,4 +188,40 @@ TEST_CASE("watcher: under attach a table that turns bad ends the watch with its 
     CHECK(r->end == sw::cli::WatchEnd::failed);
     REQUIRE(r->error);
     CHECK(rig.writer.errors.size() == 1);
+}
+
+TEST_CASE("sampler: a sleep seen as restart_syscall after an earlier stop keeps its first system call") {
+    sw::test::FakeTarget target;
+    sw::cli::Sampler sampler(target, sw::cli::describe_target(target, "app"), sw::cli::SamplerOptions{});
+    sw::detect::Event e;
+    e.kind = sw::detect::EventKind::stall;
+    e.worker.tid = 101;
+    target.states[101] = sw::proc::ThreadState{'S', SYS_clock_nanosleep, "hrtimer_nanosleep"};
+    auto first = sampler.sample(e, {});
+    REQUIRE(first);
+    CHECK(first->thread.syscall_nr == SYS_clock_nanosleep);
+    // After our stop the kernel shows the same sleep as restart_syscall.
+    target.states[101] = sw::proc::ThreadState{'S', SYS_restart_syscall, "do_syscall_64"};
+    auto second = sampler.sample(e, {});
+    REQUIRE(second);
+    CHECK(second->thread.syscall_nr == SYS_clock_nanosleep);
+    CHECK(second->thread.wchan == "hrtimer_nanosleep");
+    CHECK(second->target.app_name == "app");
+    CHECK(target.captured == std::vector<pid_t>{101, 101});
+}
+
+TEST_CASE("sampler: a capture that is not permitted gives a report that says so") {
+    sw::test::FakeTarget target;
+    target.on_capture = [](pid_t, const sw::proc::StillStalled&) -> sw::Result<sw::proc::CaptureOutcome> {
+        return sw::make_error(sw::Errc::permission_denied, "not permitted to trace thread 101");
+    };
+    sw::cli::Sampler sampler(target, sw::cli::describe_target(target, ""), sw::cli::SamplerOptions{});
+    sw::detect::Event e;
+    e.worker.tid = 101;
+    auto r = sampler.sample(e, {});
+    REQUIRE(r);
+    CHECK(r->capture_denied);
+    CHECK_FALSE(r->thread_exited);
+    CHECK(r->capture_error == "not permitted to trace thread 101");
+    CHECK(r->frames.empty());
 }
