@@ -28,6 +28,9 @@ set(owned_headers
   "libelf.h=symbolize"
   "gelf.h=symbolize"
   "dlfcn.h=proc"
+  "dirent.h=proc"
+  "pwd.h=proc"
+  "sys/fsuid.h=proc"
   "sys/ptrace.h=proc"
   "sys/uio.h=proc")
 
