@@ -26,7 +26,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         ordered = maps[i].start < maps[i].end && (i == 0 || maps[i - 1].end <= maps[i].start);
     if (!ordered) return 0;
     for (const auto& m : maps) {
-        for (std::uint64_t addr : {m.start, m.end - 1, m.end}) {
+        for (sw::RemoteAddr addr : {m.start, m.end - 1, m.end}) {
             const auto* hit = sw::proc::find_mapping(maps, addr);
             if (hit) SW_FUZZ_CHECK(hit->contains(addr));
         }

@@ -31,8 +31,7 @@ int run_attach(const AttachOptions& opt, std::ostream& out, std::ostream& err) {
                                       report::WriterOptions{opt.out.full, opt.out.max_event_bytes});
 
     WatchOptions w;
-    w.threshold = opt.timing.threshold;
-    w.interval = opt.timing.interval;
+    w.timing = opt.timing;
     w.once = opt.once;
     w.sampler = sampler_options(opt.out);
     auto result = watch(opt.pid, w, *writer, err, {SIGINT, SIGTERM, SIGHUP}, [](int, bool) { return true; });

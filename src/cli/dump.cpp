@@ -1,14 +1,10 @@
 // `stallwatch dump PID`: the stack of every worker (or, with --all-threads,
 // every thread) right now, stopping one thread at a time, each only for its
 // own capture window.
-#include <dirent.h>
-
 #include <fmt/format.h>
 #include <fmt/ostream.h>
 
 #include <algorithm>
-#include <charconv>
-#include <fstream>
 #include <memory>
 #include <optional>
 #include <set>
@@ -18,7 +14,7 @@
 #include "cli/sampler.hpp"
 #include "common/text.hpp"
 #include "proc/process.hpp"
-#include "proc/table_file.hpp"
+#include "proc/target.hpp"
 
 namespace sw::cli {
 namespace {
@@ -34,24 +30,6 @@ struct Failure {
     bool denied = false;  // not permitted, for a thread of the process itself
 };
 
-Result<std::vector<pid_t>> list_threads(pid_t pid) {
-    auto tids = proc::numeric_entries(fmt::format("/proc/{}/task", pid));
-    if (!tids) {
-        int e = errno;
-        if (e == ENOENT) return make_error(Errc::no_such_process, fmt::format("no process with pid {}", pid), e);
-        return make_error(Errc::permission_denied,
-                          fmt::format("not permitted to list the threads of pid {}: {}", pid, proc::permission_hint(pid)), e);
-    }
-    return std::move(*tids);
-}
-
-std::string thread_comm(pid_t pid, pid_t tid) {
-    std::ifstream in(fmt::format("/proc/{}/task/{}/comm", pid, tid));
-    std::string name;
-    std::getline(in, name);
-    return name;
-}
-
 }  // namespace
 
 int run_dump(const DumpOptions& opt, std::ostream& out, std::ostream& err) {
@@ -61,12 +39,14 @@ int run_dump(const DumpOptions& opt, std::ostream& out, std::ostream& err) {
     };
     if (auto st = proc::check_process(opt.pid); !st) return fail(st.error());
 
+    auto process = proc::open_target(opt.pid);
+
     // The table: required for workers; optional (names) with --all-threads.
     // Kept open: each worker's state and progress are read again at its own
     // capture, since the snapshot is older than every capture but the first.
     std::optional<proc::TableFile> table_file;
     std::optional<table::Snapshot> snap;
-    if (auto file = proc::TableFile::open(opt.pid); !file) {
+    if (auto file = process->open_table(); !file) {
         if (!opt.all_threads) return fail(file.error());  // --all-threads needs no table
     } else if (auto s = file->read(); s) {
         snap = std::move(*s);
@@ -77,12 +57,12 @@ int run_dump(const DumpOptions& opt, std::ostream& out, std::ostream& err) {
 
     std::vector<Thread> threads;
     if (opt.all_threads) {
-        auto tids = list_threads(opt.pid);
+        auto tids = process->threads();
         if (!tids) return fail(tids.error());
         for (pid_t tid : *tids) {
             Thread t;
             t.worker.tid = tid;
-            t.worker.name = thread_comm(opt.pid, tid);
+            t.worker.name = process->thread_name(tid);
             if (snap)
                 for (const auto& w : snap->workers)
                     if (w.tid == tid) {
@@ -110,7 +90,8 @@ int run_dump(const DumpOptions& opt, std::ostream& out, std::ostream& err) {
         fmt::print(err, "stallwatch: {}\n", output->write_error(seen));
         return exit_code::failure;
     };
-    Sampler sampler(describe_target(opt.pid, snap ? snap->header.app_name : std::string{}), sampler_options(opt.out));
+    Sampler sampler(*process, describe_target(*process, snap ? snap->header.app_name : std::string{}),
+                    sampler_options(opt.out));
 
     std::size_t sampled = 0;
     std::vector<Failure> failures;
@@ -138,7 +119,7 @@ int run_dump(const DumpOptions& opt, std::ostream& out, std::ostream& err) {
         if (!r->capture_error.empty()) {
             // A slot naming another process's thread is refused as "not
             // permitted" too, but says nothing of our rights to this one.
-            bool ours = proc::process_of_thread(t.worker.tid) == opt.pid;
+            bool ours = process->has_thread(t.worker.tid);
             failures.push_back(Failure{t.worker.tid, r->capture_error, r->capture_denied && ours});
             continue;
         }

@@ -1,22 +1,18 @@
 // `stallwatch list`: which processes on this host carry a progress table,
 // with their workers running, parked and stalled now.
-#include <dirent.h>
-#include <pwd.h>
-#include <sys/stat.h>
+#include <unistd.h>
 
 #include <fmt/format.h>
 #include <fmt/ostream.h>
 #include <nlohmann/json.hpp>
 
-#include <charconv>
 #include <memory>
 #include <thread>
 
 #include "cli/commands.hpp"
 #include "common/duration.hpp"
 #include "common/text.hpp"
-#include "proc/process.hpp"
-#include "proc/table_file.hpp"
+#include "proc/target.hpp"
 #include "report/writer.hpp"
 
 namespace sw::cli {
@@ -32,27 +28,21 @@ struct Found {
     std::string error;  // the table could not be read
 };
 
-std::string user_of(pid_t pid) {
-    struct stat st {};
-    if (::stat(fmt::format("/proc/{}", pid).c_str(), &st) != 0) return "?";
-    if (passwd* pw = ::getpwuid(st.st_uid)) return pw->pw_name;
-    return std::to_string(st.st_uid);
-}
-
 }  // namespace
 
 int run_list(const ListOptions& opt, std::ostream& out, std::ostream& /*err*/) {
     std::vector<Found> found;
     std::size_t unreadable = 0;
     pid_t self = ::getpid();
-    for (pid_t pid : proc::numeric_entries("/proc").value_or(std::vector<pid_t>{})) {
+    for (pid_t pid : proc::all_processes()) {
         if (pid == self) continue;
-        auto t = proc::TableFile::open(pid);
+        auto process = proc::open_target(pid);
+        auto t = process->open_table();
         if (!t) {
             if (t.error().code == Errc::permission_denied) ++unreadable;
             continue;  // no table, or exited meanwhile
         }
-        Found f{pid, user_of(pid), proc::comm(pid), std::move(*t), {}, 0, 0, 0, {}};
+        Found f{pid, process->owner(), process->name(), std::move(*t), {}, 0, 0, 0, {}};
         if (auto s = f.table.read(); s) f.first = std::move(*s);
         else f.error = s.error().message;
         found.push_back(std::move(f));

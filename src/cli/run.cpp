@@ -88,8 +88,7 @@ int run_run(const RunOptions& opt, std::ostream& err) {
     auto writer = report::make_writer(opt.out.format, output->stream(),
                                       report::WriterOptions{opt.out.full, opt.out.max_event_bytes});
     WatchOptions w;
-    w.threshold = opt.timing.threshold;
-    w.interval = opt.timing.interval;
+    w.timing = opt.timing;
     w.sampler = sampler_options(opt.out);
     w.wait_for_table = true;
     auto on_signal = [pid](int sig, bool from_terminal) {

@@ -1,16 +1,9 @@
 #include "cli/sampler.hpp"
 
 #include <sys/syscall.h>
-#include <unistd.h>
-
-#include <fmt/format.h>
 
 #include <chrono>
 
-#include "proc/fs_identity.hpp"
-#include "proc/maps.hpp"
-#include "proc/process.hpp"
-#include "proc/thread_info.hpp"
 #include "report/writer.hpp"
 
 namespace sw::cli {
@@ -22,23 +15,22 @@ SamplerOptions sampler_options(const OutputOptions& out) {
     return s;
 }
 
-report::Target describe_target(pid_t pid, std::string app_name) {
+report::Target describe_target(proc::Target& process, std::string app_name) {
     report::Target t;
-    t.pid = pid;
-    t.process_name = proc::comm(pid);
+    t.pid = process.pid();
+    t.process_name = process.name();
     t.app_name = std::move(app_name);
-    char buf[4096];
-    ssize_t n = ::readlink(fmt::format("/proc/{}/exe", pid).c_str(), buf, sizeof buf - 1);
-    if (n > 0) t.executable.assign(buf, static_cast<std::size_t>(n));
+    t.executable = process.executable();
     return t;
 }
 
-Sampler::Sampler(report::Target target, SamplerOptions opt)
-    : target_(std::move(target)), opt_(opt), unwinder_(target_.pid), symbolizer_(target_.pid, opt.symbols) {}
+Sampler::Sampler(proc::Target& process, report::Target target, SamplerOptions opt)
+    : process_(process), target_(std::move(target)), opt_(opt), unwinder_(process.pid(), process.memory()),
+      symbolizer_(process.pid(), opt.symbols) {}
 
 void Sampler::prewarm() {
-    proc::FsIdentity as_target(target_.pid);
-    auto maps = proc::read_maps(target_.pid);
+    auto as_target = process_.file_access();
+    auto maps = process_.mappings();
     if (!maps) return;
     symbolizer_.refresh(*maps);
     unwind::RawStack probe;
@@ -54,7 +46,7 @@ std::optional<report::StallReport> Sampler::sample(const detect::Event& event,
     r.target = target_;
     pid_t tid = event.worker.tid;
     // Before the stop: a sleeping thread reports restart_syscall once stopped.
-    r.thread = proc::read_thread_state(target_.pid, tid);
+    r.thread = process_.thread_state(tid);
     if (r.thread.syscall_nr == SYS_restart_syscall) {
         if (auto it = last_syscall_.find(tid); it != last_syscall_.end()) {
             r.thread.syscall_nr = it->second.syscall_nr;
@@ -65,13 +57,13 @@ std::optional<report::StallReport> Sampler::sample(const detect::Event& event,
     }
     r.unix_ns = report::unix_now_ns();
 
-    auto maps = proc::read_maps(target_.pid);
+    auto maps = process_.mappings();
     if (!maps) {
         r.capture_error = maps.error().message;
         r.capture_denied = maps.error().code == Errc::permission_denied;
         return r;
     }
-    auto got = proc::capture_thread(target_.pid, tid, *maps, opt_.capture, still_stalled);
+    auto got = process_.capture(tid, *maps, opt_.capture, still_stalled);
     if (!got) {
         r.capture_error = got.error().message;
         r.thread_exited = got.error().code == Errc::no_such_process;
@@ -83,7 +75,7 @@ std::optional<report::StallReport> Sampler::sample(const detect::Event& event,
 
     // The thread runs again: everything from here costs it nothing. Files
     // are opened with the target's rights, not ours.
-    proc::FsIdentity as_target(target_.pid);
+    auto as_target = process_.file_access();
     if (symbolizer_.refresh(*maps)) unwinder_.flush();
     auto raw = unwinder_.unwind(got->capture, opt_.max_frames);
     r.frames = symbolizer_.symbolize(raw);

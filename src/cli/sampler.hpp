@@ -9,6 +9,7 @@
 
 #include "cli/options.hpp"
 #include "proc/capture.hpp"
+#include "proc/target.hpp"
 #include "proc/thread_info.hpp"
 #include "report/report.hpp"
 #include "symbolize/symbolizer.hpp"
@@ -24,7 +25,8 @@ struct SamplerOptions {
 
 class Sampler {
 public:
-    Sampler(report::Target target, SamplerOptions opt);
+    // `process` is the process that `target` describes; it outlives the sampler.
+    Sampler(proc::Target& process, report::Target target, SamplerOptions opt);
 
     // Samples the worker of `event`. Returns nullopt when the sample was
     // dropped because `still_stalled` said the worker moved during the stop.
@@ -41,6 +43,7 @@ public:
     const report::Target& target() const { return target_; }
 
 private:
+    proc::Target& process_;
     report::Target target_;
     SamplerOptions opt_;
     unwind::Unwinder unwinder_;
@@ -55,6 +58,6 @@ private:
 SamplerOptions sampler_options(const OutputOptions& out);
 
 // pid, comm and executable path of a process, plus the table's app name.
-report::Target describe_target(pid_t pid, std::string app_name);
+report::Target describe_target(proc::Target& process, std::string app_name);
 
 }  // namespace sw::cli

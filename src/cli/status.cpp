@@ -3,8 +3,7 @@
 
 #include "cli/commands.hpp"
 #include "common/text.hpp"
-#include "proc/process.hpp"
-#include "proc/table_file.hpp"
+#include "proc/target.hpp"
 
 namespace sw::cli {
 
@@ -13,7 +12,8 @@ int run_status(const StatusOptions& opt, std::ostream& out, std::ostream& err) {
         fmt::print(err, "stallwatch: {}\n", e.message);
         return exit_code_for(e.code);
     };
-    auto file = proc::TableFile::open(opt.pid);
+    auto process = proc::open_target(opt.pid);
+    auto file = process->open_table();
     if (!file) return fail(file.error());
     auto snap = file->read();
     if (!snap) return fail(snap.error());
@@ -23,7 +23,7 @@ int run_status(const StatusOptions& opt, std::ostream& out, std::ostream& err) {
     for (const auto& w : snap->workers) parked += w.state == table::WorkerState::parked;
     fmt::print(out, "pid {} ({}) app \"{}\": table format {}, {} of {} slots in use "
                     "({} running, {} parked), created {}\n",
-               opt.pid, printable(proc::comm(opt.pid)), printable(h.app_name), h.version,
+               opt.pid, printable(process->name()), printable(h.app_name), h.version,
                snap->workers.size(), h.capacity, snap->workers.size() - parked, parked,
                rfc3339(h.created_unix_ns));
     if (snap->workers.empty()) {

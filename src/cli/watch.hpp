@@ -1,6 +1,8 @@
-// The watch loop shared by `attach` and `run`: read the table every
-// interval, feed the detector, sample stalled workers, write reports; end on
-// a signal, the target's exit, or the first report with --once.
+// Watching one target: a Watcher holds the table connection, the detector
+// over it, the sampler of its workers and the target's lifetime; watch()
+// is the event loop that `attach` and `run` share around one Watcher
+// (signals, the interval, the target's exit). A host agent runs many
+// Watchers from one loop of its own.
 #pragma once
 
 #include <sys/types.h>
@@ -10,15 +12,17 @@
 #include <optional>
 #include <ostream>
 
+#include "cli/options.hpp"
 #include "cli/sampler.hpp"
 #include "common/error.hpp"
+#include "detect/detector.hpp"
+#include "proc/target.hpp"
 #include "report/writer.hpp"
 
 namespace sw::cli {
 
 struct WatchOptions {
-    std::chrono::nanoseconds threshold = std::chrono::milliseconds(100);
-    std::chrono::nanoseconds interval = std::chrono::milliseconds(10);
+    WatchTiming timing;  // threshold and interval
     bool once = false;
     SamplerOptions sampler;
     // `run`: the table may appear later; keep looking for it. And a table
@@ -36,13 +40,70 @@ struct WatchResult {
     std::optional<Error> error; // WatchEnd::failed: why
 };
 
+class Watcher {
+public:
+    using Clock = std::chrono::steady_clock;
+    using Now = std::function<Clock::time_point()>;
+
+    // `process`, `writer` and `err` outlive the watcher. `now` is the clock
+    // (tests pass their own).
+    Watcher(proc::Target& process, const WatchOptions& opt, report::Writer& writer, std::ostream& err,
+            Now now = Clock::now);
+
+    // Connects to the table now, unless the options wait for it. A result
+    // when the watch ended there (no table, a bad table).
+    std::optional<WatchResult> start();
+
+    // One round: checks that the target still holds the table (or looks for
+    // one), reads it, feeds the detector, samples stalled workers and writes
+    // the reports. A result when the watch ended (--once, a write error, a
+    // table gone bad under attach).
+    std::optional<WatchResult> round();
+
+    // Ends the watch from outside: a signal, or the target's exit. Writes
+    // the closing summary and the detached event.
+    WatchResult end(WatchEnd why, int signal = 0);
+    // Ends it on an error of the loop itself.
+    WatchResult fail(Error e);
+
+    proc::Target& target() { return process_; }
+
+private:
+    std::optional<Error> connect();
+    void summarize_at_exit(bool once);
+
+    proc::Target& process_;
+    WatchOptions opt_;
+    Now now_;
+    report::Writer& writer_;
+    std::ostream& err_;
+    WatchResult result_;
+
+    std::optional<proc::TableFile> table_;
+    std::optional<proc::FileId> table_file_;  // the target's fd of it
+    std::optional<Sampler> sampler_;
+    report::Target target_;
+    detect::Config cfg_;
+    detect::Detector detector_;
+
+    bool given_up_ = false;  // run: the table went bad; the child runs on unwatched
+    Clock::time_point started_;
+    bool said_no_table_ = false;
+    Clock::time_point next_table_look_;
+};
+
 // What to do with SIGINT, SIGTERM, SIGHUP (and, for run, SIGQUIT, SIGUSR1,
 // SIGUSR2): return true to end the watch, false to go on. `from_terminal`
 // is true when the kernel sent it (Ctrl-C at the terminal, which the whole
 // foreground process group receives), false when a process sent it.
 using SignalHandler = std::function<bool(int sig, bool from_terminal)>;
 
+// Watches `pid` until a signal, the target's exit, or the first report with --once.
 WatchResult watch(pid_t pid, const WatchOptions& opt, report::Writer& writer, std::ostream& err,
+                  const std::vector<int>& signals, const SignalHandler& on_signal);
+
+// The same for a target already opened (or a fake one, in tests).
+WatchResult watch(proc::Target& process, const WatchOptions& opt, report::Writer& writer, std::ostream& err,
                   const std::vector<int>& signals, const SignalHandler& on_signal);
 
 }  // namespace sw::cli

@@ -11,8 +11,10 @@
 #include <functional>
 #include <vector>
 
+#include "common/remote_addr.hpp"
 #include "common/result.hpp"
 #include "proc/maps.hpp"
+#include "proc/memory.hpp"
 
 namespace sw::proc {
 
@@ -20,16 +22,16 @@ namespace sw::proc {
 struct Registers {
     static constexpr std::size_t max = 32;
     std::array<std::uint64_t, max> dwarf{};
-    std::uint64_t pc = 0;
-    std::uint64_t sp = 0;
+    RemoteAddr pc;
+    RemoteAddr sp;
 };
 
 struct StackCopy {
-    std::uint64_t base = 0;         // target address of bytes[0]
+    RemoteAddr base;                // target address of bytes[0]
     std::vector<std::byte> bytes;   // [base, base + size) of the target's stack
     bool reached_top = false;       // the copy ends where the stack mapping ends
 
-    bool contains(std::uint64_t addr, std::size_t len) const {
+    bool contains(RemoteAddr addr, std::size_t len) const {
         return addr >= base && addr - base <= bytes.size() && bytes.size() - (addr - base) >= len;
     }
 };
@@ -62,6 +64,10 @@ struct CaptureOutcome {
 };
 Result<CaptureOutcome> capture_thread(pid_t pid, pid_t tid, const std::vector<Mapping>& maps,
                                       const CaptureOptions& opt, const StillStalled& still_stalled);
+// The same, with the stack read through `memory` (the target's reader).
+Result<CaptureOutcome> capture_thread(pid_t pid, pid_t tid, const std::vector<Mapping>& maps,
+                                      const CaptureOptions& opt, const StillStalled& still_stalled,
+                                      MemoryReader& memory);
 
 // Threads we attached to that did not stop in time (a thread in
 // uninterruptible sleep): they cannot be detached until they stop. Each call

@@ -3,7 +3,6 @@
 #include <signal.h>
 #include <sys/ptrace.h>
 #include <sys/stat.h>
-#include <sys/uio.h>
 #include <sys/wait.h>
 #include <sched.h>
 #include <time.h>
@@ -18,6 +17,7 @@
 #include <optional>
 
 #include "proc/capture.hpp"
+#include "proc/memory.hpp"
 #include "proc/process.hpp"
 #include "proc/registers.hpp"
 
@@ -288,11 +288,11 @@ std::vector<std::byte>& scratch(std::size_t size) {
 
 // Copies [sp - red zone, end of the stack mapping) capped at `max_bytes`
 // into `buf`; returns the base address and the bytes read.
-std::pair<std::uint64_t, std::size_t> copy_stack(pid_t pid, const Registers& regs,
-                                                 const std::vector<Mapping>& maps,
-                                                 std::vector<std::byte>& buf, bool& reached_top) {
-    std::uint64_t lo = regs.sp >= red_zone ? regs.sp - red_zone : 0;
-    std::uint64_t hi = lo + buf.size();
+std::pair<RemoteAddr, std::size_t> copy_stack(MemoryReader& mem, const Registers& regs,
+                                              const std::vector<Mapping>& maps,
+                                              std::vector<std::byte>& buf, bool& reached_top) {
+    RemoteAddr lo = regs.sp.value() >= red_zone ? regs.sp - red_zone : RemoteAddr{};
+    RemoteAddr hi = lo + buf.size();
     const Mapping* m = find_mapping(maps, regs.sp);
     if (m) {
         lo = std::max(lo, m->start);
@@ -301,10 +301,7 @@ std::pair<std::uint64_t, std::size_t> copy_stack(pid_t pid, const Registers& reg
             reached_top = true;
         }
     }
-    iovec local{buf.data(), static_cast<std::size_t>(hi - lo)};
-    iovec remote{reinterpret_cast<void*>(lo), static_cast<std::size_t>(hi - lo)};
-    ssize_t n = ::process_vm_readv(pid, &local, 1, &remote, 1, 0);
-    std::size_t got = n > 0 ? static_cast<std::size_t>(n) : 0;
+    std::size_t got = mem.read(lo, std::span(buf.data(), static_cast<std::size_t>(hi - lo)));
     if (got > 0 && got < hi - lo) reached_top = true;  // end of readable memory
     return {lo, got};
 }
@@ -313,6 +310,13 @@ std::pair<std::uint64_t, std::size_t> copy_stack(pid_t pid, const Registers& reg
 
 Result<CaptureOutcome> capture_thread(pid_t pid, pid_t tid, const std::vector<Mapping>& maps,
                                       const CaptureOptions& opt, const StillStalled& still_stalled) {
+    auto memory = open_memory(pid);  // before the stop: it allocates
+    return capture_thread(pid, tid, maps, opt, still_stalled, *memory);
+}
+
+Result<CaptureOutcome> capture_thread(pid_t pid, pid_t tid, const std::vector<Mapping>& maps,
+                                      const CaptureOptions& opt, const StillStalled& still_stalled,
+                                      MemoryReader& memory) {
     // No PTRACE_O_EXITKILL, no other option: if we die, the kernel detaches
     // and the thread runs on.
     {
@@ -362,7 +366,7 @@ Result<CaptureOutcome> capture_thread(pid_t pid, pid_t tid, const std::vector<Ma
         return make_error(e == ESRCH ? Errc::no_such_process : Errc::io,
                           fmt::format("reading the registers of thread {}: {}", tid, std::strerror(e)), e);
     }
-    auto [base, got] = copy_stack(pid, out.capture.regs, maps, buf, out.capture.stack.reached_top);
+    auto [base, got] = copy_stack(memory, out.capture.regs, maps, buf, out.capture.stack.reached_top);
     if (test_hold_us > 0) sleep_us(test_hold_us);
     if (still_stalled && !still_stalled()) out.dropped = true;
     out.capture.forwarded_signal = guard.forwarded_signal();

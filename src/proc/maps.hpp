@@ -7,19 +7,21 @@
 #include <string>
 #include <vector>
 
+#include "common/remote_addr.hpp"
 #include "common/result.hpp"
 
 namespace sw::proc {
 
 struct Mapping {
-    std::uint64_t start = 0;
-    std::uint64_t end = 0;  // one past the last byte
+    RemoteAddr start;
+    RemoteAddr end;  // one past the last byte
     bool readable = false, writable = false, executable = false;
     std::uint64_t offset = 0;
     std::uint64_t inode = 0;
     std::string path;  // empty for anonymous memory; "[stack]" etc. for special ones
 
-    bool contains(std::uint64_t addr) const { return addr >= start && addr < end; }
+    bool contains(RemoteAddr addr) const { return in_range(addr, start, end); }
+    std::uint64_t size() const { return end - start; }
 };
 
 // Parses the text of a maps file. Lines that do not parse are skipped.
@@ -29,7 +31,7 @@ std::vector<Mapping> parse_maps(const std::string& text);
 Result<std::vector<Mapping>> read_maps(pid_t pid);
 
 // The mapping that contains `addr`, or nullptr.
-const Mapping* find_mapping(const std::vector<Mapping>& maps, std::uint64_t addr);
+const Mapping* find_mapping(const std::vector<Mapping>& maps, RemoteAddr addr);
 
 // Reads a whole small file (from /proc) into a string.
 Result<std::string> read_text_file(const std::string& path);

@@ -16,8 +16,8 @@ bool read_registers(pid_t tid, Registers& out) {
     out = Registers{};
     for (std::size_t i = 0; i < sizeof in_dwarf_order / sizeof in_dwarf_order[0]; ++i)
         out.dwarf[i] = in_dwarf_order[i];
-    out.pc = r.rip;
-    out.sp = r.rsp;
+    out.pc = RemoteAddr{r.rip};
+    out.sp = RemoteAddr{r.rsp};
     return true;
 }
 

@@ -1,9 +1,8 @@
 #include "report/classify.hpp"
 
-#include <dlfcn.h>
-
 #include <initializer_list>
 
+#include "proc/host.hpp"
 #include "report/report.hpp"
 
 namespace sw::report {
@@ -38,13 +37,8 @@ FrameClass by_function(std::string_view fn) {
     return FrameClass::application;
 }
 
-// glibc exports `name` (looked up in the C library this monitor runs on,
-// without loading anything: it is loaded already).
-bool exported_by_libc(std::string_view name) {
-    static void* const libc = ::dlopen("libc.so.6", RTLD_LAZY | RTLD_NOLOAD);
-    if (!libc || name.empty()) return false;
-    return ::dlsym(libc, std::string(name).c_str()) != nullptr;
-}
+// glibc exports `name` (the glibc this monitor runs on).
+bool exported_by_libc(std::string_view name) { return proc::host_libc_exports(name); }
 
 // The C library's code linked into a static executable (see classify.hpp).
 bool libc_in_static_executable(const symbolize::Frame& f) {

@@ -294,7 +294,7 @@ bool Symbolizer::refresh(const std::vector<proc::Mapping>& maps) {
     std::size_t sig = 0;
     for (const auto& m : maps)
         if (m.executable && !m.path.empty())
-            sig = sig * 1000003u ^ std::hash<std::string>{}(m.path) ^ (m.start * 31u) ^ m.inode;
+            sig = sig * 1000003u ^ std::hash<std::string>{}(m.path) ^ (m.start.value() * 31u) ^ m.inode;
     if (impl_->reported && sig == impl_->maps_signature) return false;
     impl_->maps_signature = sig;
     if (impl_->dwfl) impl_->report();
@@ -305,13 +305,14 @@ std::vector<Frame> Symbolizer::symbolize(const unwind::RawStack& raw) {
     if (!impl_->reported && impl_->dwfl) impl_->report();
     std::vector<Frame> out;
     for (const auto& rf : raw.frames) {
-        std::uint64_t addr = rf.activation ? rf.pc : rf.pc - 1;
+        std::uint64_t pc = rf.pc.value();
+        std::uint64_t addr = rf.activation ? pc : pc - 1;
         auto it = impl_->cache.find(addr);
         if (it == impl_->cache.end()) it = impl_->cache.emplace(addr, impl_->lookup(addr)).first;
         for (Frame f : it->second) {
-            f.pc = rf.pc;
+            f.pc = pc;
             f.activation = rf.activation;
-            f.module_offset = f.module_offset + (rf.pc - addr);
+            f.module_offset = f.module_offset + (pc - addr);
             out.push_back(std::move(f));
         }
     }

@@ -43,7 +43,7 @@ std::optional<SearchTable> EhFrameTables::build(const proc::Mapping& m) const {
     auto layout = read_elf_layout(read);
     if (!layout || layout->has_eh_frame_hdr || !layout->eh_frame) return std::nullopt;
     const auto& sec = *layout->eh_frame;
-    auto bias = layout->bias(m.start, m.offset);
+    auto bias = layout->bias(m.start.value(), m.offset);
     if (!bias || sec.size == 0 || sec.size > max_eh_frame) return std::nullopt;
     std::vector<std::byte> bytes(sec.size);
     if (!read(sec.offset, bytes)) return std::nullopt;
@@ -61,12 +61,12 @@ unw_dyn_info_t* EhFrameTables::find(std::uint64_t ip) {
         if (!maps) return nullptr;
         maps_ = std::move(*maps);
     }
-    const proc::Mapping* m = proc::find_mapping(*maps_, ip);
+    const proc::Mapping* m = proc::find_mapping(*maps_, RemoteAddr{ip});
     if (!m || !m->executable || m->path.empty() || m->path.front() != '/') return nullptr;
 
     Module mod;
-    mod.start = m->start;
-    mod.end = m->end;
+    mod.start = m->start.value();
+    mod.end = m->end.value();
     mod.inode = m->inode;
     mod.table = build(*m);
     if (mod.table) {

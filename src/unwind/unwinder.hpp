@@ -11,11 +11,12 @@
 #include <vector>
 
 #include "proc/capture.hpp"
+#include "proc/memory.hpp"
 
 namespace sw::unwind {
 
 struct RawFrame {
-    std::uint64_t pc = 0;
+    RemoteAddr pc;
     // True when pc is the exact instruction (the innermost frame, or the
     // frame a signal interrupted); false for return addresses, which point
     // just past the call and are looked up at pc - 1.
@@ -32,6 +33,10 @@ struct RawStack {
 // One per target process: keeps libunwind's address space and caches.
 class Unwinder {
 public:
+    // Reads the live process through `memory`, which outlives the unwinder
+    // (the Target's reader).
+    Unwinder(pid_t pid, proc::MemoryReader& memory);
+    // The same with a reader of its own (proc::open_memory).
     explicit Unwinder(pid_t pid);
     ~Unwinder();
     Unwinder(const Unwinder&) = delete;
@@ -45,6 +50,7 @@ public:
     struct Impl;  // defined by the backend
 
 private:
+    Unwinder(pid_t pid, proc::MemoryReader* memory);
     std::unique_ptr<Impl> impl_;
 };
 

@@ -3,7 +3,6 @@
 // of modules without .eh_frame_hdr (static executables: eh_frame_tables.hpp);
 // every other accessor is ours, so nothing here needs the thread to be stopped.
 #include <libunwind-ptrace.h>
-#include <sys/uio.h>
 
 #include <fmt/format.h>
 
@@ -11,6 +10,7 @@
 #include <optional>
 #include <unordered_map>
 
+#include "proc/memory.hpp"
 #include "unwind/eh_frame_tables.hpp"
 #include "unwind/unwinder.hpp"
 #include "unwind/vdso.hpp"
@@ -34,6 +34,8 @@ constexpr std::uint64_t page_size = 4096;
 
 struct Unwinder::Impl {
     pid_t pid;
+    std::unique_ptr<proc::MemoryReader> owned_memory;  // when not given one
+    proc::MemoryReader* memory;
     void* upt = nullptr;
     unw_addr_space_t as = nullptr;
     unw_accessors_t acc{};
@@ -47,24 +49,20 @@ struct Unwinder::Impl {
     // Tables built from .eh_frame for modules linked without .eh_frame_hdr.
     EhFrameTables eh_frames;
 
-    explicit Impl(pid_t p) : pid(p), eh_frames(p) {}
+    Impl(pid_t p, proc::MemoryReader* m)
+        : pid(p), owned_memory(m ? nullptr : proc::open_memory(p)), memory(m ? m : owned_memory.get()),
+          eh_frames(p) {}
 
     static inline std::unordered_map<unw_addr_space_t, Impl*> by_as;
 
     bool read_live(std::uint64_t addr, unw_word_t* out) {
         std::uint64_t page = addr & ~(page_size - 1);
-        if (addr + sizeof(unw_word_t) > page + page_size) {  // straddles two pages
-            iovec local{out, sizeof *out};
-            iovec remote{reinterpret_cast<void*>(addr), sizeof *out};
-            return ::process_vm_readv(pid, &local, 1, &remote, 1, 0) == sizeof *out;
-        }
+        if (addr + sizeof(unw_word_t) > page + page_size)  // straddles two pages
+            return memory->read_value(RemoteAddr{addr}, *out);
         auto it = pages.find(page);
         if (it == pages.end()) {
             std::vector<std::byte> buf(page_size);
-            iovec local{buf.data(), buf.size()};
-            iovec remote{reinterpret_cast<void*>(page), buf.size()};
-            if (::process_vm_readv(pid, &local, 1, &remote, 1, 0) != static_cast<ssize_t>(page_size))
-                return false;
+            if (!memory->read_exact(RemoteAddr{page}, buf)) return false;
             it = pages.emplace(page, std::move(buf)).first;
         }
         std::memcpy(out, it->second.data() + (addr - page), sizeof *out);
@@ -84,7 +82,7 @@ int find_proc_info(unw_addr_space_t as, unw_word_t ip, unw_proc_info_t* pi, int 
     if (!self) return -UNW_EINVAL;
     if (!self->vdso_looked) {
         self->vdso_looked = true;
-        self->vdso = load_vdso(self->pid);
+        self->vdso = load_vdso(self->pid, *self->memory);
     }
     if (self->vdso && self->vdso->contains(ip))
         return sw_dwarf_search_unwind_table(as, ip, &self->vdso->info, pi, need, arg);
@@ -108,13 +106,14 @@ int access_mem(unw_addr_space_t as, unw_word_t addr, unw_word_t* val, int write,
     if (!self || !current) return -UNW_EINVAL;
     if (auto table = self->eh_frames.read(addr, val)) return *table ? 0 : -UNW_EINVAL;
     const auto& stack = current->stack;
-    if (stack.contains(addr, sizeof *val)) {
-        std::memcpy(val, stack.bytes.data() + (addr - stack.base), sizeof *val);
+    RemoteAddr at{addr};
+    if (stack.contains(at, sizeof *val)) {
+        std::memcpy(val, stack.bytes.data() + (at - stack.base), sizeof *val);
         return 0;
     }
     // A stack address past the copy: the live stack has moved on since, so
     // reading it would invent frames. Stop here instead.
-    if (addr >= stack.base && addr < stack.base + stack.bytes.size() + (1u << 20) && !stack.reached_top) {
+    if (at >= stack.base && at < stack.base + stack.bytes.size() + (1u << 20) && !stack.reached_top) {
         self->hit_copy_end = true;
         return -UNW_EINVAL;
     }
@@ -146,7 +145,11 @@ bool has_unwind_info(unw_addr_space_t as, unw_word_t ip) {
 
 }  // namespace
 
-Unwinder::Unwinder(pid_t pid) : impl_(std::make_unique<Impl>(pid)) {
+Unwinder::Unwinder(pid_t pid) : Unwinder(pid, nullptr) {}
+
+Unwinder::Unwinder(pid_t pid, proc::MemoryReader& memory) : Unwinder(pid, &memory) {}
+
+Unwinder::Unwinder(pid_t pid, proc::MemoryReader* memory) : impl_(std::make_unique<Impl>(pid, memory)) {
     impl_->upt = _UPT_create(pid);
     impl_->acc.find_proc_info = find_proc_info;
     impl_->acc.put_unwind_info = put_unwind_info;
@@ -205,7 +208,7 @@ RawStack Unwinder::unwind(const proc::ThreadCapture& cap, std::size_t max_frames
             outermost = !out.frames.empty();
             break;
         }
-        out.frames.push_back(RawFrame{pc, activation});
+        out.frames.push_back(RawFrame{RemoteAddr{pc}, activation});
         if (out.frames.size() >= max_frames) {
             out.stopped_early = fmt::format("stopped at {} frames (--max-frames)", max_frames);
             break;
@@ -232,7 +235,7 @@ RawStack Unwinder::unwind(const proc::ThreadCapture& cap, std::size_t max_frames
     // (Not unw_get_proc_info: it reports success for a frame without CFI.)
     if (outermost) {
         const RawFrame& last = out.frames.back();
-        if (!has_unwind_info(impl_->as, last.activation ? last.pc : last.pc - 1))
+        if (!has_unwind_info(impl_->as, (last.activation ? last.pc : last.pc - 1).value()))
             out.stopped_early = fmt::format("no unwind information for the frame at {:#x}", last.pc);
     }
     return out;

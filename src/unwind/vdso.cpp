@@ -1,7 +1,6 @@
 #include "unwind/vdso.hpp"
 
 #include <elf.h>
-#include <sys/uio.h>
 
 #include <cstring>
 #include <vector>
@@ -75,17 +74,14 @@ std::optional<VdsoTable> parse_vdso(std::span<const std::byte> image, std::uint6
     return v;
 }
 
-std::optional<VdsoTable> load_vdso(pid_t pid) {
+std::optional<VdsoTable> load_vdso(pid_t pid, proc::MemoryReader& memory) {
     auto maps = proc::read_maps(pid);
     if (!maps) return std::nullopt;
     for (const auto& m : *maps) {
-        if (m.path != "[vdso]" || m.end - m.start > (1u << 20)) continue;
-        std::vector<std::byte> image(m.end - m.start);
-        iovec local{image.data(), image.size()};
-        iovec remote{reinterpret_cast<void*>(m.start), image.size()};
-        if (::process_vm_readv(pid, &local, 1, &remote, 1, 0) != static_cast<ssize_t>(image.size()))
-            return std::nullopt;
-        return parse_vdso(image, m.start);
+        if (m.path != "[vdso]" || m.size() > (1u << 20)) continue;
+        std::vector<std::byte> image(m.size());
+        if (!memory.read_exact(m.start, image)) return std::nullopt;
+        return parse_vdso(image, m.start.value());
     }
     return std::nullopt;
 }

@@ -13,6 +13,9 @@
 #include <optional>
 #include <span>
 
+#include "common/remote_addr.hpp"
+#include "proc/memory.hpp"
+
 namespace sw::unwind {
 
 struct VdsoTable {
@@ -27,7 +30,8 @@ struct VdsoTable {
 // .eh_frame_hdr.
 std::optional<VdsoTable> parse_vdso(std::span<const std::byte> image, std::uint64_t start);
 
-// Finds the [vdso] mapping of `pid` and reads it. nullopt if there is none.
-std::optional<VdsoTable> load_vdso(pid_t pid);
+// Finds the [vdso] mapping of `pid` and reads it through `memory`. nullopt
+// if there is none.
+std::optional<VdsoTable> load_vdso(pid_t pid, proc::MemoryReader& memory);
 
 }  // namespace sw::unwind

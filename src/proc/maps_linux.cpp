@@ -54,8 +54,8 @@ std::vector<Mapping> parse_maps(const std::string& text) {
         if (std::sscanf(line.c_str(), "%llx-%llx %4s %llx %*x:%*x %llu %n", &start, &end, perms,
                         &offset, &inode, &path_at) < 5)
             continue;
-        m.start = start;
-        m.end = end;
+        m.start = RemoteAddr{start};
+        m.end = RemoteAddr{end};
         m.offset = offset;
         m.inode = inode;
         m.readable = perms[0] == 'r';
@@ -79,9 +79,9 @@ Result<std::vector<Mapping>> read_maps(pid_t pid) {
     return parse_maps(*text);
 }
 
-const Mapping* find_mapping(const std::vector<Mapping>& maps, std::uint64_t addr) {
+const Mapping* find_mapping(const std::vector<Mapping>& maps, RemoteAddr addr) {
     auto it = std::upper_bound(maps.begin(), maps.end(), addr,
-                               [](std::uint64_t a, const Mapping& m) { return a < m.start; });
+                               [](RemoteAddr a, const Mapping& m) { return a < m.start; });
     if (it == maps.begin()) return nullptr;
     --it;
     return it->contains(addr) ? &*it : nullptr;
