@@ -596,15 +596,16 @@ TEST_CASE("attach: at 1 ms intervals, a 400 ms stall is said to have lasted at l
 
 // Regression: when the worker moved while a "still going" update was being
 // sampled, the dropped update used to withdraw the whole episode, so its
-// RECOVERED line was never printed. The race is made certain here: the
-// update due at 400 ms of a 420 ms stall is seized, and the test hook then
-// waits 30 ms before the interrupt, in which the stall ends and the worker
-// ticks; the in-window check sees the progress and drops the sample. (30 ms:
-// a longer gap between two reads of the table counts as the monitor not
-// running, and the stall's clock would fall behind the update.)
-// stallwatch counts what it withdrew, and the test requires that it did.
+// RECOVERED line was never printed. The race is made certain here: with a
+// 400 ms threshold, the update due at 800 ms of a 900 ms stall is seized, and
+// the test hook then waits 150 ms before the interrupt, in which the stall
+// ends and the worker ticks; the in-window check sees the progress and drops
+// the sample. (The update may come up to 100 ms late on a busy machine and
+// still race; a hold stays under half the threshold, beyond which a gap
+// between two reads counts as the monitor not running.) stallwatch counts
+// what it withdrew, and the test requires that it did.
 TEST_CASE("attach: every announced stall gets its RECOVERED line, even when an update is withdrawn") {
-    WatchedStall w("100ms", "1ms", "420", hold_seize_env(30'000));
+    WatchedStall w("400ms", "1ms", "900", hold_seize_env(150'000));
     auto run = w.finish();
     INFO("stdout:\n" << run.out << "stderr:\n" << run.err);
     CHECK(run.exit_code == 0);
