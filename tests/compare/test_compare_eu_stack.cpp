@@ -35,6 +35,7 @@
 
 #include "support/child.hpp"
 #include "support/process.hpp"
+#include "support/temp_dir.hpp"
 #include "support/threads.hpp"
 
 using namespace sw::test;
@@ -435,19 +436,6 @@ bool in_epoll_wait(pid_t pid) {
     return nr == SYS_epoll_pwait;
 }
 
-// Removes a temporary directory whatever happens to the test.
-struct TempDir {
-    std::string path;
-    TempDir() {
-        std::string tmpl = (fs::temp_directory_path() / "sw-compare-XXXXXX").string();
-        if (::mkdtemp(tmpl.data()) == nullptr) FAIL("mkdtemp failed");
-        path = tmpl;
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-};
 
 }  // namespace
 
@@ -531,8 +519,8 @@ TEST_CASE("dump --all-threads agrees with eu-stack: python3 with sleeping thread
 
 TEST_CASE("dump --all-threads agrees with eu-stack: memcached with 4 worker threads") {
     auto memcached = require_program("memcached", "memcached");
-    TempDir dir;
-    auto sock = dir.path + "/mc.sock";
+    TempDir dir("sw-compare");
+    auto sock = dir.file("mc.sock");
     // A unix socket only (-s turns TCP off), no UDP: nothing listens on the network.
     std::vector<std::string> argv = {memcached, "-t", "4", "-s", sock, "-U", "0"};
     if (::geteuid() == 0) argv.insert(argv.begin() + 1, {"-u", "root"});  // refuses root without it

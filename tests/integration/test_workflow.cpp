@@ -16,6 +16,7 @@
 #include <sstream>
 
 #include "support/child.hpp"
+#include "support/temp_dir.hpp"
 
 using namespace sw::test;
 using json = nlohmann::json;
@@ -23,23 +24,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// A scratch directory removed at the end of the test.
-struct TempDir {
-    fs::path path;
-    TempDir() {
-        char tmpl[] = "/tmp/sw-workflow-XXXXXX";
-        path = ::mkdtemp(tmpl);
-    }
-    ~TempDir() { fs::remove_all(path); }
-    std::string file(const std::string& name) const { return (path / name).string(); }
-};
-
-std::string slurp(const std::string& path) {
-    std::ifstream in(path);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
 
 std::vector<json> json_lines(const std::string& text) {
     std::vector<json> out;
@@ -75,7 +59,7 @@ struct StallFixture {
 // Starts `stallwatch ARGS` with stdout and stderr to files; stops it with
 // SIGTERM after `how_long` (a background job of sh ignores SIGINT).
 RunResult watch_for(std::vector<std::string> args, std::chrono::milliseconds how_long) {
-    TempDir tmp;
+    TempDir tmp("sw-workflow");
     std::string out = tmp.file("out"), err = tmp.file("err");
     std::string cmd;
     for (auto& a : args) cmd += " '" + a + "'";
@@ -151,7 +135,7 @@ TEST_CASE("run watches the program from its start and keeps reports off its stdo
 }
 
 TEST_CASE("every JSON line of attach, dump and list validates against the schema") {
-    TempDir tmp;
+    TempDir tmp("sw-workflow");
     std::string events = tmp.file("events.jsonl");
     {
         StallFixture fx({"--stall-ms", "450", "--workers", "2"});
@@ -189,7 +173,7 @@ TEST_CASE("every JSON line of attach, dump and list validates against the schema
 }
 
 TEST_CASE("JSON events of a 200-frame stall fit --max-event-bytes: dump and run, the default and the minimum") {
-    TempDir tmp;
+    TempDir tmp("sw-workflow");
     std::string events = tmp.file("events.jsonl");
     std::string all;
     // Every line of `out` fits in `limit` bytes, and its stack events are
@@ -293,7 +277,7 @@ void add_to_mapping(Mapping& m, const json& j, const std::string& prefix, const 
 }  // namespace
 
 TEST_CASE("every event type carries the schema version, and one index maps all their keys") {
-    TempDir tmp;
+    TempDir tmp("sw-workflow");
     std::string all;
     {
         // attached, stall, stall_update, recovered, ended, detached: a watch
@@ -381,7 +365,7 @@ TEST_CASE("every event type carries the schema version, and one index maps all t
 }
 
 TEST_CASE("a program whose names hold control bytes and invalid UTF-8 still gives valid JSON") {
-    TempDir tmp;
+    TempDir tmp("sw-workflow");
     Child c({fixture("sw_fixture_workers"), "--app", std::string("bad\x01\xff\"name"), "--running", "1"});
     auto line = c.read_line();
     REQUIRE(line.has_value());

@@ -23,29 +23,13 @@
 #include "report/writer.hpp"
 #include "support/child.hpp"
 #include "support/skip.hpp"
+#include "support/temp_dir.hpp"
 
 using namespace sw::test;
 using json = nlohmann::json;
 namespace fs = std::filesystem;
 
 namespace {
-
-struct TempDir {
-    fs::path path;
-    TempDir() {
-        char tmpl[] = "/tmp/sw-pipeline-XXXXXX";
-        path = ::mkdtemp(tmpl);
-    }
-    ~TempDir() { fs::remove_all(path); }
-    std::string file(const std::string& name) const { return (path / name).string(); }
-};
-
-std::string slurp(const std::string& path) {
-    std::ifstream in(path);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
 
 void write_file(const std::string& path, const std::string& text) {
     std::ofstream out(path);
@@ -159,7 +143,7 @@ std::optional<Rsyslog> find_rsyslog() {
 TEST_CASE("syslog-ng with json-parser stores a deep stall event parsed whole") {
     if (::access("/usr/sbin/syslog-ng", X_OK) != 0)
         SW_SKIP("syslog-ng is not installed (packaging/install-deps.sh installs syslog-ng-core)");
-    TempDir tmp;
+    TempDir tmp("sw-pipeline");
     const std::string socket = tmp.file("log.sock"), out = tmp.file("stored.jsonl");
     // The stored record: the parsed name-value pairs as JSON (format-json
     // nests dotted names: thread.id becomes {"thread":{"id":...}}; the frames
@@ -193,7 +177,7 @@ TEST_CASE("rsyslog with mmjsonparse stores a deep stall event parsed whole") {
     auto rsyslog = find_rsyslog();
     if (!rsyslog)
         SW_SKIP("rsyslogd not found (packaging/install-deps.sh unpacks it into /opt/stallwatch-test/rsyslog)");
-    TempDir tmp;
+    TempDir tmp("sw-pipeline");
     const std::string socket = tmp.file("log.sock"), out = tmp.file("stored.jsonl");
     // maxMessageSize: rsyslog's default (8k) is below stallwatch's default
     // --max-event-bytes; it must come before the inputs. cookie="": the
