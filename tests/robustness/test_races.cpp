@@ -125,18 +125,22 @@ TEST_CASE("threads that exit between detection and capture, and during it, are s
 TEST_CASE("a process that exits while watched, between detection and capture or while held: exit code 2") {
     std::mt19937 rng(std::random_device{}());
     for (int i = 0; i < 8; ++i) {
-        // It exits 30..150 ms after "ready": around detection (20 ms) and
-        // the first captures, from the main thread or from the victim, with
-        // and without stops held for 50 ms.
-        long after = std::uniform_int_distribution<long>(30, 150)(rng);
+        // It exits 0..130 ms after stallwatch is watching: around detection
+        // (20 ms) and the first captures, from the main thread or from the
+        // victim, with and without stops held for 50 ms. The count starts on
+        // a "go" line sent once stallwatch says it watches (a slow start, as
+        // under ASan, must not let the target exit before the table is found).
+        long after = std::uniform_int_distribution<long>(0, 130)(rng);
         bool from_worker = i % 2 == 1;
         long hold = i % 4 >= 2 ? 50000 : 0;
         INFO("round " << i << ": exit after " << after << " ms, " << (from_worker ? "from the victim" : "from main")
                       << ", hold " << hold << " us");
-        std::vector<std::string> argv = {racer(), "--mode", "exit", "--after-ms", std::to_string(after)};
+        std::vector<std::string> argv = {racer(), "--mode", "exit", "--after-ms", std::to_string(after), "--go-line"};
         if (from_worker) argv.push_back("--from-worker");
         Started fx(argv);
         Process sw(attach_args(fx.pid, {"--threshold", "20ms", "--interval", "1ms"}), hold_stop_env(hold));
+        REQUIRE_MESSAGE(sw.wait_for_err("stallwatch: watching pid", 10s), sw.err());
+        fx.child.say("go\n");
         check_ended(sw, 2);
         CHECK(sw.err().find("stallwatch: pid " + std::to_string(fx.pid) + " exited;") != std::string::npos);
         CHECK(fx.child.finish(5s) == std::optional<int>(0));
@@ -163,13 +167,16 @@ TEST_CASE("a process that execs while watched: the old table is dropped, a new o
     for (bool from_worker : {false, true}) {
         for (long hold : {0L, 100000L}) {
             INFO((from_worker ? "exec from the victim" : "exec from main") << ", hold " << hold << " us");
-            // The exec comes 150 ms after "ready", after the first stall
-            // report (20 ms); with a 100 ms hold, often while the victim is
-            // held. The new image creates a table with one stalled worker.
-            std::vector<std::string> argv = {racer(), "--mode", "exec", "--after-ms", "150", "--reinit"};
+            // The exec comes 150 ms after stallwatch says it watches, after
+            // the first stall report (20 ms); with a 100 ms hold, often while
+            // the victim is held. The new image creates a table with one
+            // stalled worker.
+            std::vector<std::string> argv = {racer(), "--mode", "exec", "--after-ms", "150", "--reinit", "--go-line"};
             if (from_worker) argv.push_back("--from-worker");
             Started fx(argv);
             Process sw(attach_args(fx.pid, {"--threshold", "20ms", "--interval", "1ms"}), hold_stop_env(hold));
+            REQUIRE_MESSAGE(sw.wait_for_err("stallwatch: watching pid", 10s), sw.err());
+            fx.child.say("go\n");
             auto execd = fx.line_starting("exec'd pid=", 5s);
             REQUIRE_MESSAGE(execd.has_value(), "the exec did not complete: " << sw.err());
             bool reborn = sw.wait_for_out("worker \"reborn\"", 5s);

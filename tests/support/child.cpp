@@ -115,6 +115,17 @@ std::optional<std::string> Child::read_line(std::chrono::milliseconds timeout) {
     }
 }
 
+void Child::say(const std::string& text) {
+    if (in_ < 0) throw std::runtime_error("the child's stdin is closed");
+    size_t done = 0;
+    while (done < text.size()) {
+        ssize_t n = ::write(in_, text.data() + done, text.size() - done);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) throw std::runtime_error(std::string("cannot write to the child's stdin: ") + std::strerror(errno));
+        done += static_cast<size_t>(n);
+    }
+}
+
 std::optional<int> Child::finish(std::chrono::milliseconds timeout) {
     if (in_ >= 0) ::close(in_);
     in_ = -1;

@@ -29,6 +29,8 @@ public:
     pid_t pid() const { return pid_; }
     // Next line of stdout (without '\n'), or nullopt on EOF or time-out.
     std::optional<std::string> read_line(std::chrono::milliseconds timeout = 10s);
+    // Writes `text` to its stdin (a fixture's "go" line, say).
+    void say(const std::string& text);
     // Closes stdin and waits for the exit; returns the wait status or nullopt on time-out.
     std::optional<int> finish(std::chrono::milliseconds timeout = 10s);
 
