@@ -1,11 +1,15 @@
 /*
  * Soak target: a worker ("victim") that stalls for --stall-ms every
- * --period-ms (300 ms of every second by default), beside busy workers.
- * Prints "begin N" and "end N" (flushed) around each stall, so that a
- * watcher knows how many stalls really happened. Ends when stdin closes.
+ * --period-ms (300 ms of every second by default), beside --workers busy
+ * workers (3) that tick every --tick-ms (1). Prints "begin N" and "end N"
+ * (flushed) around each stall, so that a watcher knows how many stalls
+ * really happened. --no-victim leaves the victim out: only busy workers,
+ * for measuring what watching costs (bench/agent_cost.sh). Ends when stdin
+ * closes.
  */
 #define _GNU_SOURCE
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,7 +18,7 @@
 
 #include "stallwatch/stallwatch.h"
 
-static long g_stall_ms = 300, g_period_ms = 1000;
+static long g_stall_ms = 300, g_period_ms = 1000, g_tick_ms = 1;
 
 static void sleep_ms(long ms)
 {
@@ -34,7 +38,7 @@ static void *busy(void *arg)
     stallwatch_worker *w = stallwatch_register(arg);
     for (;;) {
         stallwatch_tick(w);
-        sleep_ms(1);
+        sleep_ms(g_tick_ms);
     }
     return NULL;
 }
@@ -60,18 +64,26 @@ static void *victim(void *arg)
 
 int main(int argc, char **argv)
 {
-    for (int i = 1; i + 1 < argc; i += 2) {
-        if (!strcmp(argv[i], "--stall-ms")) g_stall_ms = atol(argv[i + 1]);
-        else if (!strcmp(argv[i], "--period-ms")) g_period_ms = atol(argv[i + 1]);
+    int workers = 3, victim_too = 1;
+    for (int i = 1; i < argc; ++i) {
+        const char *v = i + 1 < argc ? argv[i + 1] : "0";
+        if (!strcmp(argv[i], "--stall-ms")) g_stall_ms = atol(v), ++i;
+        else if (!strcmp(argv[i], "--period-ms")) g_period_ms = atol(v), ++i;
+        else if (!strcmp(argv[i], "--tick-ms")) g_tick_ms = atol(v), ++i;
+        else if (!strcmp(argv[i], "--workers")) workers = atoi(v), ++i;
+        else if (!strcmp(argv[i], "--no-victim")) victim_too = 0;
     }
-    if (stallwatch_init("soak", 0) != 0) return 1;
+    if (workers < 0 || workers > 4096) return 64;
+    /* Room for every worker: the default capacity is 256 slots. */
+    if (stallwatch_init("soak", workers >= 256 ? (uint32_t)workers + 1 : 0) != 0) return 1;
     pthread_t t;
-    static char names[3][16];
-    for (int i = 0; i < 3; ++i) {
+    char (*names)[16] = calloc((size_t)workers + 1, sizeof *names);
+    for (int i = 0; i < workers; ++i) {
         snprintf(names[i], sizeof names[i], "busy-%d", i);
         pthread_create(&t, NULL, busy, names[i]);
     }
-    pthread_create(&t, NULL, victim, NULL);
+    if (victim_too)
+        pthread_create(&t, NULL, victim, NULL);
     printf("ready pid=%d\n", (int)getpid());
     fflush(stdout);
     char buf[64];

@@ -13,6 +13,9 @@ int run_status(const StatusOptions& opt, std::ostream& out, std::ostream& err);
 
 int run_attach(const AttachOptions& opt, std::ostream& out, std::ostream& err);
 
+// `attach --all`: the host agent (cli/agent.cpp).
+int run_attach_all(const AttachOptions& opt, std::ostream& out, std::ostream& err);
+
 int run_dump(const DumpOptions& opt, std::ostream& out, std::ostream& err);
 
 // Reports go to `err` (or --output): the program owns standard output.

@@ -33,7 +33,9 @@ int run(const Options& opt, std::ostream& out, std::ostream& err) {
         std::ostream& out;
         std::ostream& err;
         int operator()(const StatusOptions& o) const { return run_status(with_process(o, err), out, err); }
-        int operator()(const AttachOptions& o) const { return run_attach(with_process(o, err), out, err); }
+        int operator()(const AttachOptions& o) const {
+            return o.all ? run_attach_all(o, out, err) : run_attach(with_process(o, err), out, err);
+        }
         int operator()(const DumpOptions& o) const { return run_dump(with_process(o, err), out, err); }
         int operator()(const RunOptions& o) const { return run_run(o, err); }
         int operator()(const ListOptions& o) const { return run_list(o, out, err); }

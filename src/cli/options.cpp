@@ -5,6 +5,7 @@
 
 #include <charconv>
 #include <limits>
+#include <optional>
 #include <sstream>
 
 #include "common/duration.hpp"
@@ -136,6 +137,26 @@ void add_timing_options(CLI::App& cmd, std::string& threshold, std::string& inte
         ->capture_default_str();
 }
 
+// What `attach` refuses in the agent's options, or nullopt.
+std::optional<std::string> check_agent_options(const AttachOptions& a, bool pid_given) {
+    const auto& f = a.filter;
+    if (a.all && pid_given) return "attach takes a pid or --all, not both";
+    if (!a.all && !pid_given) return "attach needs a pid, or --all to watch every process that carries a table";
+    if (!a.all && (!f.user.empty() || !f.comm.empty() || !f.cgroup.empty()))
+        return "--user, --comm and --cgroup choose among the processes of --all: give --all too";
+    if (a.all && a.once) return "--once ends at one report of one process: give a pid, not --all";
+    // The kernel keeps 15 bytes of a command name: a longer literal name
+    // would silently match nothing.
+    if (f.comm.size() > 15 && f.comm.find_first_of("*?[") == std::string::npos)
+        return fmt::format("--comm '{}' can never match: the kernel keeps 15 bytes of a command name ('{}'); "
+                           "give those, or end the pattern with *",
+                           f.comm, f.comm.substr(0, 15));
+    if (a.all && !f.cgroup.empty() && f.cgroup.front() != '/')
+        return fmt::format("--cgroup '{}' is not a cgroup v2 path: it starts with / (as in /proc/PID/cgroup)",
+                           f.cgroup);
+    return std::nullopt;
+}
+
 WatchTiming parse_timing(const std::string& threshold, const std::string& interval) {
     return WatchTiming{*read_duration(threshold), *read_duration(interval)};
 }
@@ -181,9 +202,23 @@ ParseResult parse_command_line(const std::vector<std::string>& args) {
         "while not parked. Only the stalled thread is stopped, for the few microseconds it takes "
         "to copy its registers and stack. Runs until Ctrl-C, SIGTERM or SIGHUP (exit 0), the "
         "process's exit (exit 2), or with --once the first report (exit 0).");
-    at->add_option("pid", attach.pid, "Process id of the instrumented program")
-        ->required()
-        ->check(PidValidator());
+    auto* at_pid = at->add_option("pid", attach.pid, "Process id of the instrumented program (or --all)")
+                       ->check(PidValidator());
+    at->add_flag("--all", attach.all,
+                 "Watch every process on this host that carries a table, now and as they come, until a "
+                 "signal (the host agent); processes that exit are dropped, one whose table is bad is "
+                 "given up with one error line, and the agent goes on");
+    at->add_option("--user", attach.filter.user,
+                   "With --all: only processes of this user (name or uid; the owner of /proc/PID)")
+        ->type_name("USER");
+    at->add_option("--comm", attach.filter.comm,
+                   "With --all: only processes whose command name (/proc/PID/comm, at most 15 bytes) "
+                   "matches this shell pattern (*, ?, [...]); without them, the exact name")
+        ->type_name("PATTERN");
+    at->add_option("--cgroup", attach.filter.cgroup,
+                   "With --all: only processes in this cgroup v2 path or below it "
+                   "(/system.slice matches /system.slice/x.service)")
+        ->type_name("PATH");
     add_timing_options(*at, threshold, interval);
     at->add_flag("-1,--once", attach.once, "Exit after the first stall report");
     add_output_options(*at, attach.out, format, "standard output");
@@ -272,6 +307,8 @@ ParseResult parse_command_line(const std::vector<std::string>& args) {
     if (at->parsed()) {
         attach.timing = parse_timing(threshold, interval);
         attach.out.format = parse_format(format);
+        if (auto e = check_agent_options(attach, at_pid->count() > 0))
+            return EarlyExit{exit_code::usage, {}, fmt::format("stallwatch: {} (see 'stallwatch attach --help')\n", *e)};
         return Options{attach};
     }
     return EarlyExit{exit_code::usage, {}, "stallwatch: no command given (see 'stallwatch --help')\n"};

@@ -34,8 +34,18 @@ struct WatchTiming {
     std::chrono::nanoseconds interval = std::chrono::milliseconds(10);
 };
 
+// `attach --all`: which processes the agent watches; each filter given must
+// match (man/stallwatch.1, "The host agent").
+struct AgentFilter {
+    std::string user;    // a user name or uid: the owner of /proc/PID
+    std::string comm;    // a glob (fnmatch) over the command name
+    std::string cgroup;  // a cgroup v2 path: that cgroup and those below it
+};
+
 struct AttachOptions {
-    pid_t pid = 0;
+    pid_t pid = 0;     // 0 with `all`
+    bool all = false;  // every process with a table (the host agent)
+    AgentFilter filter;
     WatchTiming timing;
     bool once = false;
     OutputOptions out;  // output "" is standard output

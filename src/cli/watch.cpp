@@ -1,9 +1,6 @@
 #include "cli/watch.hpp"
 
 #include <poll.h>
-#include <signal.h>
-#include <sys/signalfd.h>
-#include <unistd.h>
 
 #include <fmt/format.h>
 #include <fmt/ostream.h>
@@ -11,6 +8,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "cli/signals.hpp"
 #include "common/duration.hpp"
 #include "common/text.hpp"
 #include "common/unique_fd.hpp"
@@ -20,36 +18,6 @@ namespace sw::cli {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-// The signals we handle arrive as data on a signalfd: the loop finishes what
-// it is doing (never in the middle of a stop) and then acts on them.
-class SignalQueue {
-public:
-    explicit SignalQueue(const std::vector<int>& signals) {
-        sigemptyset(&set_);
-        for (int s : signals) sigaddset(&set_, s);
-        ::sigprocmask(SIG_BLOCK, &set_, &old_);
-        fd_.reset(::signalfd(-1, &set_, SFD_CLOEXEC | SFD_NONBLOCK));
-    }
-    ~SignalQueue() {
-        // Drop what is still queued so that unblocking does not deliver it.
-        while (next() != 0) {
-        }
-        ::sigprocmask(SIG_SETMASK, &old_, nullptr);
-    }
-    int fd() const { return fd_.get(); }
-    // The next pending signal (0 when none), and whether the kernel sent it.
-    int next(bool* from_kernel = nullptr) {
-        signalfd_siginfo info{};
-        if (::read(fd_.get(), &info, sizeof info) != sizeof info) return 0;
-        if (from_kernel) *from_kernel = info.ssi_code == SI_KERNEL;
-        return static_cast<int>(info.ssi_signo);
-    }
-
-private:
-    sigset_t set_{}, old_{};
-    UniqueFd fd_;
-};
 
 detect::Config detector_config(const WatchTiming& timing) {
     detect::Config cfg;

@@ -51,6 +51,7 @@ public:
     virtual std::string name() = 0;        // its command name, "?" when unreadable
     virtual std::string executable() = 0;  // its program's path, "" when unreadable
     virtual std::string owner() = 0;       // its owner's user name (or uid), "?" when unreadable
+    virtual std::string cgroup() = 0;      // its cgroup v2 path ("/system.slice/x.service"), "" when none
 
     // ---- its threads ----
     // Every thread now, sorted. Errors: no_such_process, permission_denied.

@@ -47,6 +47,15 @@ public:
         return std::to_string(st.st_uid);
     }
 
+    // The "0::" line of /proc/PID/cgroup is the v2 hierarchy (the only line
+    // on a v2-only host; absent on a v1-only one).
+    std::string cgroup() override {
+        std::ifstream in(fmt::format("/proc/{}/cgroup", pid_));
+        for (std::string line; std::getline(in, line);)
+            if (line.rfind("0::", 0) == 0) return line.substr(3);
+        return {};
+    }
+
     Result<std::vector<pid_t>> threads() override {
         auto tids = numeric_entries(fmt::format("/proc/{}/task", pid_));
         if (!tids) {

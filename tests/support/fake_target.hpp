@@ -43,6 +43,7 @@ public:
     std::string name() override { return "fake"; }
     std::string executable() override { return "/fake/app"; }
     std::string owner() override { return "tester"; }
+    std::string cgroup() override { return "/fake.slice/app.service"; }
     Result<std::vector<pid_t>> threads() override {
         std::vector<pid_t> out;
         for (const auto& entry : states) out.push_back(entry.first);
