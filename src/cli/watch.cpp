@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 #include <fmt/ostream.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -90,22 +91,34 @@ std::optional<WatchResult> Watcher::start() {
     return std::nullopt;
 }
 
+// Whether the process left the table being watched (an exec closes it:
+// MFD_CLOEXEC), and if so says so and starts looking for a new one. True
+// when there is no table to read this round.
+bool Watcher::left_table() {
+    next_table_check_ = now_() + opt_.table_check_every;
+    if (!table_ || !table_file_ || process_.fd_file(table_->fd_number()) == table_file_) return false;
+    if (process_.exited()) return true;  // the next round says so
+    std::string what = fmt::format("pid {} no longer holds the table being watched (it called exec, or "
+                                   "closed it); watching for a new one",
+                                   process_.pid());
+    fmt::print(err_, "stallwatch: {}\n", what);
+    writer_.error(target_, what);
+    if (detector_.total_suppressed() > 0) writer_.summary(target_, detector_.summary(now_(), true));
+    table_.reset();
+    sampler_.reset();
+    detector_ = detect::Detector(cfg_);
+    started_ = next_table_look_ = now_();
+    said_no_table_ = false;
+    return false;
+}
+
 std::optional<WatchResult> Watcher::round() {
     if (given_up_) return std::nullopt;
     pid_t pid = process_.pid();
-    if (table_ && table_file_ && process_.fd_file(table_->fd_number()) != table_file_) {
-        if (process_.exited()) return std::nullopt;  // the next round says so
-        std::string what = fmt::format("pid {} no longer holds the table being watched (it called exec, or "
-                                       "closed it); watching for a new one",
-                                       pid);
-        fmt::print(err_, "stallwatch: {}\n", what);
-        writer_.error(target_, what);
-        if (detector_.total_suppressed() > 0) writer_.summary(target_, detector_.summary(now_(), true));
-        table_.reset();
-        sampler_.reset();
-        detector_ = detect::Detector(cfg_);
-        started_ = next_table_look_ = now_();
-        said_no_table_ = false;
+    bool checked = false;
+    if (opt_.table_check_every.count() == 0 || now_() >= next_table_check_) {
+        checked = true;
+        if (left_table()) return std::nullopt;
     }
     if (!table_) {
         // Look often at first (a table appears early in a program's
@@ -142,6 +155,13 @@ std::optional<WatchResult> Watcher::round() {
     auto now = now_();
     auto frozen = [&](pid_t tid) { return process_.thread_frozen(tid); };
     auto events = detector_.observe(*snap, now, frozen);
+    // Checked less often than every round (the agent): a stale table's
+    // workers look stalled, so check before sampling any of them.
+    if (!checked && std::any_of(events.begin(), events.end(), [](const detect::Event& e) {
+            return e.kind == detect::EventKind::stall || e.kind == detect::EventKind::stall_update;
+        })) {
+        if (left_table() || !table_) return std::nullopt;
+    }
     for (std::size_t i = 0; i < events.size(); ++i) {
         const auto& e = events[i];
         if (e.kind == detect::EventKind::recovered || e.kind == detect::EventKind::ended) {

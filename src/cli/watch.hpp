@@ -28,6 +28,10 @@ struct WatchOptions {
     // `run`: the table may appear later; keep looking for it. And a table
     // that turns bad is given up with one error, while the child runs on.
     bool wait_for_table = false;
+    // How often to check that the process still holds the table (an exec
+    // closes it): every round when zero. Checked anyway before sampling.
+    // A stat of /proc/PID/fd/N: the agent, reading many tables, spaces it out.
+    std::chrono::nanoseconds table_check_every{0};
 };
 
 enum class WatchEnd { signal, target_exited, once, failed };
@@ -70,6 +74,7 @@ public:
 
 private:
     std::optional<Error> connect();
+    bool left_table();
     void summarize_at_exit(bool once);
 
     proc::Target& process_;
@@ -90,6 +95,7 @@ private:
     Clock::time_point started_;
     bool said_no_table_ = false;
     Clock::time_point next_table_look_;
+    Clock::time_point next_table_check_{};
 };
 
 // What to do with SIGINT, SIGTERM, SIGHUP (and, for run, SIGQUIT, SIGUSR1,
