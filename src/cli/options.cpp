@@ -141,9 +141,9 @@ void add_timing_options(CLI::App& cmd, std::string& threshold, std::string& inte
 std::optional<std::string> check_agent_options(const AttachOptions& a, bool pid_given) {
     const auto& f = a.filter;
     if (a.all && pid_given) return "attach takes a pid or --all, not both";
-    if (!a.all && !pid_given) return "attach needs a pid, or --all to watch every process that carries a table";
     if (!a.all && (!f.user.empty() || !f.comm.empty() || !f.cgroup.empty()))
         return "--user, --comm and --cgroup choose among the processes of --all: give --all too";
+    if (!a.all && !pid_given) return "attach needs a pid, or --all to watch every process that carries a table";
     if (a.all && a.once) return "--once ends at one report of one process: give a pid, not --all";
     // The kernel keeps 15 bytes of a command name: a longer literal name
     // would silently match nothing.

@@ -39,6 +39,25 @@ libdir="$root/usr/lib/$multiarch"
 [ -x "$root/usr/bin/stallwatch" ] || fail "no /usr/bin/stallwatch in the package"
 [ -f "$root/usr/share/man/man1/stallwatch.1.gz" ] || fail "no man page in the package"
 [ -f "$root/usr/share/bash-completion/completions/stallwatch" ] || fail "no bash completion in the package"
+unit="$root/lib/systemd/system/stallwatch-agent.service"
+[ -f "$unit" ] || fail "no /lib/systemd/system/stallwatch-agent.service in the package"
+grep -qx 'ExecStart=/usr/bin/stallwatch attach --all --format json' "$unit" ||
+    fail "the agent's unit does not run 'stallwatch attach --all --format json'"
+# Installed, never enabled or started: no maintainer script at all.
+for script in postinst prerm postrm preinst; do
+    if dpkg-deb -I "$build"/stallwatch_*.deb "$script" >/dev/null 2>&1; then
+        fail "the stallwatch package has a $script (the agent's unit must not be enabled)"
+    fi
+done
+if command -v systemd-analyze >/dev/null; then
+    step "systemd-analyze verify the agent's unit"
+    # Verified with the unpacked stallwatch in place of /usr/bin/stallwatch
+    # (it checks that the command exists); --man=no: the page is not installed.
+    mkdir -p "$work/unit"
+    sed "s|/usr/bin/stallwatch|$root/usr/bin/stallwatch|" "$unit" >"$work/unit/stallwatch-agent.service"
+    systemd-analyze verify --man=no "$work/unit/stallwatch-agent.service" ||
+        fail "systemd-analyze verify rejects the agent's unit"
+fi
 version=$("$root/usr/bin/stallwatch" --version)
 echo "$version"
 grep -q "reads table format versions: 1" <<<"$version" || fail "--version does not say the table format"

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <sstream>
 
+#include "cli/agent.hpp"
 #include "cli/options.hpp"
 #include "common/duration.hpp"
 #include "common/text.hpp"
@@ -91,6 +92,54 @@ TEST_CASE("usage errors are one line and exit 64") {
         CHECK(std::count(e.err.begin(), e.err.end(), '\n') == 1);
     }
     CHECK(early({"attach", "1", "--threshold", "100"}).err.find("unit") != std::string::npos);
+}
+
+TEST_CASE("attach --all: the agent's options, its filters and what it refuses") {
+    auto a = parsed<sw::cli::AttachOptions>({"attach", "--all"});
+    CHECK(a.all);
+    CHECK(a.pid == 0);
+    a = parsed<sw::cli::AttachOptions>({"attach", "--all", "--user", "www-data", "--comm", "nginx*", "--cgroup",
+                                        "/system.slice", "-f", "json", "-t", "250ms"});
+    CHECK(a.filter.user == "www-data");
+    CHECK(a.filter.comm == "nginx*");
+    CHECK(a.filter.cgroup == "/system.slice");
+    CHECK(a.out.format == sw::report::Format::json);
+    CHECK(a.timing.threshold == 250ms);
+    struct Bad {
+        std::vector<std::string> args;
+        std::string says;
+    };
+    for (const auto& bad : {Bad{{"attach", "--all", "42"}, "a pid or --all, not both"},
+                            Bad{{"attach", "42", "--comm", "x"}, "give --all too"},
+                            Bad{{"attach", "--user", "root"}, "give --all too"},
+                            Bad{{"attach", "--all", "--once"}, "--once"},
+                            Bad{{"attach", "--all", "--comm", "a_name_over_15_bytes"}, "15 bytes"},
+                            Bad{{"attach", "--all", "--cgroup", "system.slice"}, "starts with /"}}) {
+        auto e = early(bad.args);
+        INFO(e.err);
+        CHECK(e.code == 64);
+        CHECK(e.err.find(bad.says) != std::string::npos);
+        CHECK(std::count(e.err.begin(), e.err.end(), '\n') == 1);
+    }
+    // A pattern may be longer than 15 bytes when it has a wildcard.
+    CHECK(parsed<sw::cli::AttachOptions>({"attach", "--all", "--comm", "a_name_over_15_*"}).all);
+}
+
+TEST_CASE("attach --all: --comm is a shell pattern, --cgroup a path prefix by components") {
+    using sw::cli::cgroup_matches;
+    using sw::cli::comm_matches;
+    CHECK(comm_matches("nginx", "nginx"));
+    CHECK_FALSE(comm_matches("nginx", "nginx-worker"));
+    CHECK(comm_matches("nginx*", "nginx-worker"));
+    CHECK(comm_matches("w?rker-[0-9]", "worker-3"));
+    CHECK_FALSE(comm_matches("w?rker-[0-9]", "worker-x"));
+    CHECK(cgroup_matches("/system.slice", "/system.slice"));
+    CHECK(cgroup_matches("/system.slice", "/system.slice/nginx.service"));
+    CHECK(cgroup_matches("/system.slice/", "/system.slice/nginx.service"));
+    CHECK_FALSE(cgroup_matches("/system.slice", "/system.slicex/a.service"));
+    CHECK_FALSE(cgroup_matches("/system.slice/nginx.service", "/system.slice"));
+    CHECK(cgroup_matches("/", "/user.slice"));
+    CHECK_FALSE(cgroup_matches("/", ""));  // no cgroup v2 path: never matches
 }
 
 TEST_CASE("run takes the program and its own options after --") {
