@@ -44,5 +44,9 @@ expect --max-event-bytes stallwatch dump 1 --max-e
 expect --max-event-bytes stallwatch run --max-e
 expect_not --max-event-bytes stallwatch list --max
 expect 16384 stallwatch attach 1 --max-event-bytes ""
+expect --all stallwatch attach --al
+expect --cgroup stallwatch attach --all --cg
+expect root stallwatch attach --all --user ro
+expect_not --all stallwatch dump --al
 echo "completion: $failures failure(s)"
 [ "$failures" -eq 0 ]
