@@ -160,6 +160,21 @@ TEST_CASE("watcher: a table the process no longer holds is left, and the next on
     CHECK(rig.writer.attached_count == 2);
 }
 
+TEST_CASE("watcher: a table checked less often (the agent) is still checked before a worker is sampled") {
+    Rig rig;
+    rig.opt.table_check_every = 10s;
+    REQUIRE_FALSE(rig.start());
+    CHECK_FALSE(rig.rounds(2));
+    rig.target.table_file_inode = 2;  // an exec; the stale table's worker looks stalled
+    CHECK_FALSE(rig.rounds(5));       // 50 ms: no stall yet, and no check due
+    CHECK(rig.writer.errors.empty());
+    CHECK_FALSE(rig.rounds(10));      // past the threshold: checked before sampling
+    REQUIRE(rig.writer.errors.size() == 1);
+    CHECK(rig.writer.errors[0].find("no longer holds the table being watched") != std::string::npos);
+    CHECK(rig.target.captured.empty());
+    CHECK(rig.writer.stalls.empty());
+}
+
 TEST_CASE("watcher: under run, no table yet is said once after 2 s, and a table that appears is watched") {
     Rig rig;
     rig.opt.wait_for_table = true;
