@@ -308,7 +308,8 @@ ParseResult parse_command_line(const std::vector<std::string>& args) {
         attach.timing = parse_timing(threshold, interval);
         attach.out.format = parse_format(format);
         if (auto e = check_agent_options(attach, at_pid->count() > 0))
-            return EarlyExit{exit_code::usage, {}, fmt::format("stallwatch: {} (see 'stallwatch attach --help')\n", *e)};
+            return EarlyExit{exit_code::usage, {},
+                             fmt::format("stallwatch: {} (see 'stallwatch attach --help')\n", *e)};
         return Options{attach};
     }
     return EarlyExit{exit_code::usage, {}, "stallwatch: no command given (see 'stallwatch --help')\n"};

@@ -170,7 +170,8 @@ void agent_scenario(bool in_namespace) {
     std::optional<Fixture> n;
     pid_t n_pid = -1, n_victim = -1;
     if (in_namespace) {
-        n.emplace(300, 5000, std::vector<std::string>{"/usr/bin/unshare", "--pid", "--fork", "--mount-proc", "--kill-child"});
+        n.emplace(300, 5000,
+                  std::vector<std::string>{"/usr/bin/unshare", "--pid", "--fork", "--mount-proc", "--kill-child"});
         CHECK(n->pid == 1);  // it sees itself as the namespace's first process
         REQUIRE(poll_until([&] { return (n_pid = only_child(n->child.pid())) > 0; }, 5s));
         n_victim = host_tid(n_pid, n->victim);
@@ -312,7 +313,8 @@ TEST_CASE("attach --all with --comm, --user and --cgroup watches only the proces
     SUBCASE("--user: a uid or a name, with --comm") {
         CHECK_FALSE(watches({"--user", me, "--comm", "sw_fixture_st[a]l"}, stall.pid, workers_pid));
         CHECK_FALSE(watches({"--user", std::to_string(::geteuid() + 4242)}, -1, stall.pid));
-        if (::geteuid() == 0) CHECK_FALSE(watches({"--user", "root", "--comm", "sw_fixture_w*"}, workers_pid, stall.pid));
+        if (::geteuid() == 0)
+            CHECK_FALSE(watches({"--user", "root", "--comm", "sw_fixture_w*"}, workers_pid, stall.pid));
     }
     SUBCASE("--cgroup: this test's cgroup v2 path and what is below it") {
         if (!my_cgroup.empty())
