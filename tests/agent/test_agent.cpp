@@ -24,6 +24,7 @@
 #include "support/markers.hpp"
 #include "support/process.hpp"
 #include "support/skip.hpp"
+#include "support/spawn.hpp"
 #include "support/text_report.hpp"
 
 using namespace sw::test;
@@ -242,6 +243,23 @@ TEST_CASE("one attach --all reports a process started before it, one started aft
 TEST_CASE("one attach --all reports those and a process in its own PID namespace") {
     if (::geteuid() != 0) SW_SKIP("unshare --pid needs root");
     agent_scenario(true);
+}
+
+TEST_CASE("a process that exits while the agent holds its stalled thread is dropped, and the agent goes on") {
+    Fixture x(300, 5000), y(3000, 3000);
+    // Every stop held 300 ms (a test hook): the exit lands inside a capture.
+    Process agent(agent_args({"--format", "json", "--threshold", "200ms"}), hold_stop_env(300000));
+    INFO("agent stderr:\n" << agent.err());
+    REQUIRE_MESSAGE(poll_until([&] { return held_by(x.pid, agent.pid()); }, 10s), agent.err());
+    auto st = x.child.finish(3s);
+    REQUIRE_MESSAGE(st.has_value(), "the target could not finish exiting while the agent runs");
+    CHECK(*st == 0);
+    CHECK(wait_event(agent, "detached", x.pid)["stallwatch.reason"] == "target_exited");
+    CHECK(agent.wait_for_err("pid " + std::to_string(x.pid) + " (sw_fixture_stal) exited; ", 5s));
+    check_victim_stall(wait_event(agent, "stall", y.pid), y.victim);
+    agent.signal(SIGTERM);
+    REQUIRE(agent.wait().has_value());
+    CHECK(agent.exit_code() == 0);
 }
 
 TEST_CASE("attach --all in text: every report names its process, with that process's stack") {
