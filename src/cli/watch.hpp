@@ -71,6 +71,7 @@ public:
 private:
     std::optional<Error> connect();
     void summarize_at_exit(bool once);
+    void say_notices();
 
     proc::Target& process_;
     WatchOptions opt_;
