@@ -281,7 +281,8 @@ sw::table::Worker wait_blocked(sw::proc::TableFile& table, std::chrono::millisec
 class Probe {
 public:
     explicit Probe(pid_t pid)
-        : pid_(pid), table_(open_table(pid)), unwinder_(pid), symbolizer_(pid, sw::symbolize::Options{}) {
+        : pid_(pid), table_(open_table(pid)), target_(sw::proc::open_target(pid)), unwinder_(*target_),
+          symbolizer_(*target_, sw::symbolize::Options{}) {
         victim_ = wait_blocked(table_, std::chrono::milliseconds(20));
     }
 
@@ -328,6 +329,7 @@ private:
     sw::proc::TableFile table_;
     sw::table::Worker victim_;
     std::vector<sw::proc::Mapping> maps_;
+    std::unique_ptr<sw::proc::Target> target_;
     sw::unwind::Unwinder unwinder_;
     sw::symbolize::Symbolizer symbolizer_;
     int failed_ = 0, dropped_ = 0;
@@ -570,8 +572,9 @@ std::optional<ColdRun> cold_run(pid_t pid) {
 int cold_child(pid_t pid) {
     auto table = open_table(pid);
     auto victim = find_victim(table);
-    sw::unwind::Unwinder unwinder(pid);
-    sw::symbolize::Symbolizer symbolizer(pid, sw::symbolize::Options{});
+    auto target = sw::proc::open_target(pid);
+    sw::unwind::Unwinder unwinder(*target);
+    sw::symbolize::Symbolizer symbolizer(*target, sw::symbolize::Options{});
     auto maps = sw::proc::read_maps(pid);
     if (!maps) return 1;
     auto still = [&] { return table.read_progress(victim.slot, victim.generation) == victim.progress; };

@@ -43,10 +43,10 @@ bool comm_matches(const std::string& pattern, const std::string& comm) {
 }
 
 bool cgroup_matches(const std::string& prefix, const std::string& path) {
-    if (path.empty()) return false;
     std::string p = prefix;
     while (p.size() > 1 && p.back() == '/') p.pop_back();
-    if (p == "/") return path.front() == '/';
+    if (p == "/") return true;  // every process is under the root (whose path Target::cgroup gives as "")
+    if (path.empty()) return false;
     return path.compare(0, p.size(), p) == 0 && (path.size() == p.size() || path[p.size()] == '/');
 }
 

@@ -62,6 +62,7 @@ int run_dump(const DumpOptions& opt, std::ostream& out, std::ostream& err) {
         for (pid_t tid : *tids) {
             Thread t;
             t.worker.tid = tid;
+            t.worker.ns_tid = process->tid_in_namespace(tid);
             t.worker.name = process->thread_name(tid);
             if (snap)
                 for (const auto& w : snap->workers)
@@ -124,6 +125,7 @@ int run_dump(const DumpOptions& opt, std::ostream& out, std::ostream& err) {
             continue;
         }
         writer->stall(*r);
+        for (const auto& n : sampler.take_notices()) fmt::print(err, "stallwatch: {}\n", n);
         if (!writer->good()) return cannot_write(errno);  // stop no more threads for nothing
         ++sampled;
     }

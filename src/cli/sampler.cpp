@@ -21,12 +21,15 @@ report::Target describe_target(proc::Target& process, std::string app_name) {
     t.process_name = process.name();
     t.app_name = std::move(app_name);
     t.executable = process.executable();
+    t.pid_in_namespace = process.pid_in_namespace();
+    t.cgroup = process.cgroup();
     return t;
 }
 
 Sampler::Sampler(proc::Target& process, report::Target target, SamplerOptions opt)
-    : process_(process), target_(std::move(target)), opt_(opt), unwinder_(process.pid(), process.memory()),
-      symbolizer_(process.pid(), opt.symbols) {}
+    : process_(process), target_(std::move(target)), opt_(opt), unwinder_(process), symbolizer_(process, opt.symbols) {}
+
+std::vector<std::string> Sampler::take_notices() { return symbolizer_.take_notices(); }
 
 void Sampler::prewarm() {
     auto as_target = process_.file_access();

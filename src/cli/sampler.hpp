@@ -42,6 +42,11 @@ public:
 
     const report::Target& target() const { return target_; }
 
+    // Said once each, since the last call: modules whose frames show no
+    // names because their file could not be opened or is not the one the
+    // target runs (Symbolizer::take_notices).
+    std::vector<std::string> take_notices();
+
 private:
     proc::Target& process_;
     report::Target target_;

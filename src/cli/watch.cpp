@@ -76,12 +76,18 @@ std::optional<Error> Watcher::connect() {
     table_.emplace(std::move(*t));
     sampler_.emplace(process_, target_, opt_.sampler);
     sampler_->prewarm();
+    say_notices();
     std::size_t workers = snap ? snap->workers.size() : 0;
     fmt::print(err_, "stallwatch: watching pid {} ({}), {} worker(s); threshold {}, interval {}\n", process_.pid(),
                printable(target_.process_name), workers, format_duration(opt_.timing.threshold),
                format_duration(opt_.timing.interval));
     writer_.attached(target_, report::WatchInfo{workers, opt_.timing.threshold, opt_.timing.interval});
     return std::nullopt;
+}
+
+// Modules whose frames show no names, and why: once each, on stderr.
+void Watcher::say_notices() {
+    for (const auto& n : sampler_->take_notices()) fmt::print(err_, "stallwatch: {}\n", n);
 }
 
 std::optional<WatchResult> Watcher::start() {
@@ -185,6 +191,7 @@ std::optional<WatchResult> Watcher::round() {
             continue;
         }
         writer_.stall(*r);
+        say_notices();
         if (!writer_.good())
             return fail(make_error(Errc::io, fmt::format("cannot write the report: {}", std::strerror(errno)), errno));
         ++result_.reports;

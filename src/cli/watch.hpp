@@ -76,6 +76,7 @@ private:
     std::optional<Error> connect();
     bool left_table();
     void summarize_at_exit(bool once);
+    void say_notices();
 
     proc::Target& process_;
     WatchOptions opt_;

@@ -317,6 +317,9 @@ Result<CaptureOutcome> capture_thread(pid_t pid, pid_t tid, const std::vector<Ma
 Result<CaptureOutcome> capture_thread(pid_t pid, pid_t tid, const std::vector<Mapping>& maps,
                                       const CaptureOptions& opt, const StillStalled& still_stalled,
                                       MemoryReader& memory) {
+    // A worker whose tid names no thread of the target (NamespaceIds gives 0):
+    // never a pid ptrace could take for "any".
+    if (tid <= 0) return make_error(Errc::no_such_process, "the thread exited (its id maps to no thread)", ESRCH);
     // No PTRACE_O_EXITKILL, no other option: if we die, the kernel detaches
     // and the thread runs on.
     {

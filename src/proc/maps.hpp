@@ -24,6 +24,11 @@ struct Mapping {
     std::uint64_t size() const { return end - start; }
 };
 
+// `path` without the " (deleted)" that /proc appends to the path of a file
+// deleted (or replaced by a rename, as package upgrades do) since it was
+// mapped or executed.
+std::string without_deleted(const std::string& path);
+
 // Parses the text of a maps file. Lines that do not parse are skipped.
 std::vector<Mapping> parse_maps(const std::string& text);
 

@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstring>
 #include <sstream>
+#include <string_view>
 
 #include "common/unique_fd.hpp"
 #include "proc/process.hpp"
@@ -77,6 +78,13 @@ Result<std::vector<Mapping>> read_maps(pid_t pid) {
         return e;
     }
     return parse_maps(*text);
+}
+
+std::string without_deleted(const std::string& path) {
+    constexpr std::string_view suffix = " (deleted)";
+    if (path.size() > suffix.size() && path.compare(path.size() - suffix.size(), suffix.size(), suffix) == 0)
+        return path.substr(0, path.size() - suffix.size());
+    return path;
 }
 
 const Mapping* find_mapping(const std::vector<Mapping>& maps, RemoteAddr addr) {

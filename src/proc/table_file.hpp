@@ -6,11 +6,13 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <vector>
 
 #include "common/result.hpp"
 #include "common/unique_fd.hpp"
+#include "proc/namespaces.hpp"
 #include "table/snapshot.hpp"
 
 namespace sw::proc {
@@ -19,14 +21,18 @@ class TableFile {
 public:
     // Finds and opens the table of `pid`. Errors: no_such_process,
     // permission_denied, no_table (with a hint on adding the shim), io.
-    static Result<TableFile> open(pid_t pid);
+    // `ids` translates the table's tids (one is made when not given).
+    static Result<TableFile> open(pid_t pid, std::shared_ptr<NamespaceIds> ids = nullptr);
 
     // Wraps an already open table file (tests, and tables handed over by
     // `run`). `pid` is the process the table belongs to.
-    static TableFile adopt(UniqueFd fd, pid_t pid) { return TableFile(std::move(fd), pid, -1); }
+    static TableFile adopt(UniqueFd fd, pid_t pid) {
+        return TableFile(std::move(fd), pid, -1, std::make_shared<NamespaceIds>(pid));
+    }
 
-    // Reads a consistent snapshot of the live workers. Errors:
-    // table_not_ready, unsupported_version, corrupt_table, io.
+    // Reads a consistent snapshot of the live workers, their tids as this
+    // monitor sees them (NamespaceIds::translate). Errors: table_not_ready,
+    // unsupported_version, corrupt_table, io.
     Result<table::Snapshot> read();
 
     // The state and progress of one slot if it is still the same live
@@ -45,13 +51,14 @@ public:
     int fd_number() const noexcept { return fd_number_; }
 
 private:
-    TableFile(UniqueFd fd, pid_t pid, int fd_number)
-        : fd_(std::move(fd)), pid_(pid), fd_number_(fd_number) {}
+    TableFile(UniqueFd fd, pid_t pid, int fd_number, std::shared_ptr<NamespaceIds> ids)
+        : fd_(std::move(fd)), pid_(pid), fd_number_(fd_number), ids_(std::move(ids)) {}
     Result<std::vector<std::byte>> read_image(std::uint64_t size);
 
     UniqueFd fd_;
     pid_t pid_;
     int fd_number_;
+    std::shared_ptr<NamespaceIds> ids_;
 };
 
 }  // namespace sw::proc

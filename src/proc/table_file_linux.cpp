@@ -82,8 +82,9 @@ Status vet(int fd, pid_t pid) {
 
 }  // namespace
 
-Result<TableFile> TableFile::open(pid_t pid) {
+Result<TableFile> TableFile::open(pid_t pid, std::shared_ptr<NamespaceIds> ids) {
     if (auto st = check_process(pid); !st) return std::move(st).error();
+    if (!ids) ids = std::make_shared<NamespaceIds>(pid);
 
     std::string dir = fmt::format("/proc/{}/fd", pid);
     std::unique_ptr<DIR, DirCloser> d(::opendir(dir.c_str()));
@@ -119,7 +120,7 @@ Result<TableFile> TableFile::open(pid_t pid) {
             if (!first_error) first_error = access_error(pid, errno, "the table");
             continue;
         }
-        TableFile tf(UniqueFd(fd), pid, n);
+        TableFile tf(UniqueFd(fd), pid, n, ids);
         if (auto ok = vet(fd, pid); !ok) {
             if (!first_error) first_error = std::move(ok).error();
             continue;
@@ -127,7 +128,7 @@ Result<TableFile> TableFile::open(pid_t pid) {
         std::int32_t creator = 0;
         if (::pread(fd, &creator, sizeof creator, offsetof(stallwatch_table_header, pid)) ==
                 sizeof creator &&
-            creator == pid)
+            (creator == pid || creator == ids->inner_pid()))  // the shim writes the pid it sees
             return tf;
         if (!fallback) fallback.emplace(std::move(tf));
     }
@@ -195,7 +196,9 @@ Result<table::Snapshot> TableFile::read() {
     if (second->size() < want) return changed(second->size());
     auto b = table::parse_table(*second, *size);
     if (!b) return std::move(b).error();
-    return table::confirm(*a, *b);
+    auto snap = table::confirm(*a, *b);
+    ids_->translate(snap);
+    return snap;
 }
 
 }  // namespace sw::proc

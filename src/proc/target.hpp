@@ -34,6 +34,14 @@ struct FileId {
     friend bool operator==(const FileId&, const FileId&) = default;
 };
 
+// A file of the target, opened for reading.
+struct OpenedFile {
+    UniqueFd fd;
+    // Known to be the file the target has mapped, not just the file at the
+    // same path now (which a package upgrade may have replaced).
+    bool mapped_file = false;
+};
+
 // While alive, files this thread opens are opened with the target's rights
 // (FsIdentity on Linux). Destroy it on the thread that made it.
 class FileAccess {
@@ -51,7 +59,15 @@ public:
     virtual std::string name() = 0;        // its command name, "?" when unreadable
     virtual std::string executable() = 0;  // its program's path, "" when unreadable
     virtual std::string owner() = 0;       // its owner's user name (or uid), "?" when unreadable
-    virtual std::string cgroup() = 0;      // its cgroup v2 path ("/system.slice/x.service"), "" when none
+
+    // ---- the ids it sees (containers) ----
+    // Its pid as it sees itself, when that differs from pid() (it runs in
+    // another PID namespace); else 0.
+    virtual pid_t pid_in_namespace() = 0;
+    // The id it gives its thread `tid`, when that differs from tid; else 0.
+    virtual pid_t tid_in_namespace(pid_t tid) = 0;
+    // Its cgroup (v2) path, "" when none (or the root).
+    virtual std::string cgroup() = 0;
 
     // ---- its threads ----
     // Every thread now, sorted. Errors: no_such_process, permission_denied.
@@ -68,6 +84,13 @@ public:
     virtual Result<std::vector<Mapping>> mappings() = 0;
     virtual MemoryReader& memory() = 0;
     virtual std::unique_ptr<FileAccess> file_access() = 0;
+    // The file behind mapping `m` as the target sees it: the very file it
+    // has mapped (even one deleted or replaced on disk since) where the
+    // platform allows, else the file at m.path in the target's own root.
+    virtual Result<OpenedFile> open_mapped_file(const Mapping& m) = 0;
+    // `path` as the target sees it: resolved in its root and mounts, never
+    // outside that root (a container's symlink cannot lead to our files).
+    virtual Result<UniqueFd> open_file(const std::string& path) = 0;
 
     // ---- its table ----
     // Finds and opens its progress table (errors as TableFile::open).

@@ -50,12 +50,17 @@ json base(std::string_view event, const Target& t, std::string timestamp) {
     j["process.executable.name"] = str_or_null(basename_of(t.executable.empty() ? t.process_name : t.executable));
     j["process.executable.path"] = str_or_null(t.executable);
     j["service.name"] = str_or_null(t.app_name);
+    // A process in a container: its own pid there, and its cgroup, so that
+    // the report can be matched with the container's logs.
+    j["stallwatch.process.pid_in_namespace"] = t.pid_in_namespace > 0 ? json(t.pid_in_namespace) : json(nullptr);
+    j["stallwatch.process.cgroup"] = str_or_null(t.cgroup);
     return j;
 }
 
 void add_worker(json& j, const detect::Event& e, bool registered = true) {
     j["thread.id"] = e.worker.tid;
     j["thread.name"] = str_or_null(e.worker.name);
+    j["stallwatch.thread.id_in_namespace"] = e.worker.ns_tid > 0 ? json(e.worker.ns_tid) : json(nullptr);
     if (!registered) {  // a plain thread (dump --all-threads): no worker fields
         j["stallwatch.worker.slot"] = nullptr;
         j["stallwatch.worker.state"] = nullptr;

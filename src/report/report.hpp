@@ -23,6 +23,8 @@ struct Target {
     std::string process_name;  // comm
     std::string executable;    // /proc/<pid>/exe target, "" if unreadable
     std::string app_name;      // from the table
+    pid_t pid_in_namespace = 0;  // its pid as it sees itself, when that differs (a container); else 0
+    std::string cgroup;          // its cgroup v2 path, "" when none
 };
 
 struct StallReport {

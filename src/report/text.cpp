@@ -11,8 +11,24 @@
 namespace sw::report {
 namespace {
 
+// A thread of a process in another PID namespace goes by two ids: ours
+// first (what ps, top and gdb on this host take), then its own.
+std::string tid_label(const table::Worker& w) {
+    if (w.ns_tid > 0) return fmt::format("tid {}, {} in its namespace", w.tid, w.ns_tid);
+    return fmt::format("tid {}", w.tid);
+}
+
 std::string worker_label(const table::Worker& w) {
-    return fmt::format("worker \"{}\" (tid {}, slot {})", printable(w.name), w.tid, w.slot);
+    return fmt::format("worker \"{}\" ({}, slot {})", printable(w.name), tid_label(w), w.slot);
+}
+
+// "pid 812 (name)", or for a process in a container "pid 812 (name; pid 1
+// in its namespace, cgroup /…)".
+std::string process_label(const Target& t) {
+    if (t.pid_in_namespace <= 0) return fmt::format("pid {} ({})", t.pid, printable(t.process_name));
+    std::string inner = fmt::format("pid {} in its namespace", t.pid_in_namespace);
+    if (!t.cgroup.empty()) inner += ", cgroup " + printable(t.cgroup);
+    return fmt::format("pid {} ({}; {})", t.pid, printable(t.process_name), inner);
 }
 
 std::string function_of(const symbolize::Frame& f) {
@@ -62,18 +78,21 @@ public:
         const auto& e = r.event;
         if (e.kind == detect::EventKind::sample) {
             if (r.registered)
-                fmt::print(out_, "{} of pid {} ({}): {}, progress {}\n", worker_label(e.worker), r.target.pid,
-                           printable(r.target.process_name), table::to_string(e.worker.state), e.worker.progress);
+                fmt::print(out_, "{} of {}: {}, progress {}\n", worker_label(e.worker), process_label(r.target),
+                           table::to_string(e.worker.state), e.worker.progress);
+            else if (e.worker.ns_tid > 0)
+                fmt::print(out_, "thread {} ({} in its namespace) \"{}\" of {}\n", e.worker.tid, e.worker.ns_tid,
+                           printable(e.worker.name), process_label(r.target));
             else
-                fmt::print(out_, "thread {} \"{}\" of pid {} ({})\n", e.worker.tid, printable(e.worker.name),
-                           r.target.pid, printable(r.target.process_name));
+                fmt::print(out_, "thread {} \"{}\" of {}\n", e.worker.tid, printable(e.worker.name),
+                           process_label(r.target));
         } else {
             std::string what = e.kind == detect::EventKind::stall
                                    ? fmt::format("STALL #{}", e.episode)
                                    : fmt::format("STALL #{} still going (report {})", e.episode, e.report);
-            fmt::print(out_, "{} {}: {} of pid {} ({}) has made no progress for {} (progress {})\n",
-                       rfc3339(r.unix_ns), what, worker_label(e.worker), r.target.pid,
-                       printable(r.target.process_name), format_duration(e.stalled_for), e.worker.progress);
+            fmt::print(out_, "{} {}: {} of {} has made no progress for {} (progress {})\n", rfc3339(r.unix_ns),
+                       what, worker_label(e.worker), process_label(r.target), format_duration(e.stalled_for),
+                       e.worker.progress);
         }
         if (e.suppressed > 0)
             fmt::print(out_, "  ({} earlier report(s) suppressed by the rate limit)\n", e.suppressed);

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "proc/maps.hpp"
+#include "proc/target.hpp"
 #include "unwind/unwinder.hpp"
 
 namespace sw::symbolize {
@@ -44,7 +45,11 @@ struct Options {
 
 class Symbolizer {
 public:
-    Symbolizer(pid_t pid, Options opt);
+    // Reads `target`'s modules through it: the files it has mapped (as it
+    // sees them, in its container if it runs in one) and the build-ids in
+    // its memory; a file whose build-id differs gives no names ("??"),
+    // never wrong ones. `target` outlives the symbolizer.
+    Symbolizer(proc::Target& target, Options opt);
     ~Symbolizer();
     Symbolizer(const Symbolizer&) = delete;
     Symbolizer& operator=(const Symbolizer&) = delete;
@@ -56,8 +61,14 @@ public:
     // One or more frames per raw frame (inlined calls first, innermost first).
     std::vector<Frame> symbolize(const unwind::RawStack& raw);
 
-private:
+    // What was learnt since the last call that the user should hear once:
+    // a module whose file could not be opened or is not the one the target
+    // runs (so its frames show no names).
+    std::vector<std::string> take_notices();
+
     struct Impl;
+
+private:
     std::unique_ptr<Impl> impl_;
 };
 

@@ -7,13 +7,20 @@
 #include <gelf.h>
 #include <unistd.h>
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <functional>
+#include <set>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 
+#include "common/unique_fd.hpp"
+#include "proc/loaded_module.hpp"
 #include "symbolize/symbolizer.hpp"
 
 namespace sw::symbolize {
@@ -37,37 +44,23 @@ namespace {
 
 char* debuginfo_path = nullptr;  // libdwfl's default: the file's dir, .debug/, /usr/lib/debug
 
-// Tries "<dir>/<link>", "<dir>/.debug/<link>" and "/usr/lib/debug<dir>/<link>".
-int open_debuglink(const char* file_name, const char* link, char** found) {
-    if (!file_name || !link || !*link) return -1;
-    std::string_view file(file_name);
-    auto slash = file.rfind('/');
-    std::string dir(slash == std::string_view::npos ? "." : file.substr(0, slash));
-    for (const std::string& cand : {dir + "/" + link, dir + "/.debug/" + link,
-                                    "/usr/lib/debug" + dir + "/" + link}) {
-        if (cand == file) continue;
-        int fd = ::open(cand.c_str(), O_RDONLY | O_CLOEXEC);
-        if (fd >= 0) {
-            *found = ::strdup(cand.c_str());
-            return fd;
-        }
-    }
-    return -1;
-}
+}  // namespace
 
-// Separate debug info by build-id and debuglink only: the standard lookup
-// would load libdebuginfod (and reach for the network when configured).
-int find_debuginfo_local(Dwfl_Module* mod, void** userdata, const char* modname, Dwarf_Addr base,
-                         const char* file_name, const char* debuglink, GElf_Word crc, char** found) {
-    int fd = dwfl_build_id_find_debuginfo(mod, userdata, modname, base, file_name, debuglink, crc, found);
-    if (fd >= 0) return fd;
-    return open_debuglink(file_name, debuglink, found);
-}
+// What the callbacks of one reported module need: set as the module's
+// libdwfl user data.
+struct ModuleContext {
+    Symbolizer::Impl* impl = nullptr;
+    proc::Mapping head;              // its first mapping (the ELF header)
+    std::vector<std::byte> build_id;  // as loaded in the target; empty when it has none
+};
 
-const Dwfl_Callbacks local_callbacks = {
-    dwfl_linux_proc_find_elf, find_debuginfo_local, nullptr, &debuginfo_path};
-const Dwfl_Callbacks debuginfod_callbacks = {
-    dwfl_linux_proc_find_elf, dwfl_standard_find_debuginfo, nullptr, &debuginfo_path};
+namespace {
+
+int find_elf_in_target(Dwfl_Module*, void**, const char*, Dwarf_Addr, char**, Elf**);
+int find_debuginfo_in_target(Dwfl_Module*, void**, const char*, Dwarf_Addr, const char*, const char*, GElf_Word,
+                             char**);
+
+const Dwfl_Callbacks callbacks = {find_elf_in_target, find_debuginfo_in_target, nullptr, &debuginfo_path};
 
 const char* attr_string(Dwarf_Die* die, int name) {
     Dwarf_Attribute attr;
@@ -184,29 +177,168 @@ bool is_static_executable(Dwfl_Module* mod) {
 }  // namespace
 
 struct Symbolizer::Impl {
-    pid_t pid;
+    proc::Target& target;
     Options opt;
     Dwfl* dwfl = nullptr;
     std::size_t maps_signature = 0;
     bool reported = false;
     std::unordered_map<std::uint64_t, std::vector<Frame>> cache;  // by looked-up address
+    std::deque<ModuleContext> contexts;  // the reported modules' user data
+    std::set<std::string> warned;        // modules whose file was refused, said once each
+    std::vector<std::string> notices;    // said since the last take_notices
 
-    void report() {
-        dwfl_report_begin(dwfl);
-        dwfl_linux_proc_report(dwfl, pid);
-        dwfl_report_end(dwfl, nullptr, nullptr);
-        cache.clear();
-        cu_index.clear();
-        static_module.clear();
-        reported = true;
-    }
+    explicit Impl(proc::Target& t) : target(t) {}
+
+    void report(const std::vector<proc::Mapping>& maps);
 
     std::vector<Frame> lookup(std::uint64_t addr);
     Dwarf_Die* unit_of(Dwfl_Module* mod, Dwarf_Addr addr, Dwarf_Addr* bias, Dwarf_Die* storage);
 
+    // The module's file as the target sees it, if its build-id is the one
+    // the target runs; -1 (and a notice, once) otherwise.
+    int open_module_file(const ModuleContext& ctx, const char* name, char** file_name);
+    // A separate debug file for the module, by build-id or debuglink.
+    int open_debug_file(const ModuleContext& ctx, const char* file_name, const char* debuglink, char** found);
+
     std::unordered_map<Dwfl_Module*, CuIndex> cu_index;  // modules without .debug_aranges
     std::unordered_map<Dwfl_Module*, bool> static_module;  // is_static_executable, once per module
 };
+
+namespace {
+
+std::vector<std::byte> file_build_id(int fd) {
+    std::vector<std::byte> id;
+    Elf* elf = elf_begin(fd, ELF_C_READ_MMAP, nullptr);
+    if (!elf) return id;
+    const void* bits = nullptr;
+    ssize_t n = dwelf_elf_gnu_build_id(elf, &bits);
+    if (n > 0 && bits) {
+        const auto* b = static_cast<const std::byte*>(bits);
+        id.assign(b, b + n);
+    }
+    elf_end(elf);
+    return id;
+}
+
+ModuleContext* context_of(void** userdata) { return userdata ? static_cast<ModuleContext*>(*userdata) : nullptr; }
+
+int find_elf_in_target(Dwfl_Module*, void** userdata, const char* name, Dwarf_Addr, char** file_name, Elf** elfp) {
+    *elfp = nullptr;
+    ModuleContext* ctx = context_of(userdata);
+    if (!ctx) return -1;
+    return ctx->impl->open_module_file(*ctx, name, file_name);
+}
+
+int find_debuginfo_in_target(Dwfl_Module* mod, void** userdata, const char* modname, Dwarf_Addr base,
+                             const char* file_name, const char* debuglink, GElf_Word crc, char** found) {
+    ModuleContext* ctx = context_of(userdata);
+    if (ctx && ctx->impl->opt.debuginfod)  // the standard search: build-id on this machine, then debuginfod
+        return dwfl_standard_find_debuginfo(mod, userdata, modname, base, file_name, debuglink, crc, found);
+    if (!ctx) return -1;
+    return ctx->impl->open_debug_file(*ctx, file_name, debuglink, found);
+}
+
+}  // namespace
+
+int Symbolizer::Impl::open_module_file(const ModuleContext& ctx, const char* name, char** file_name) {
+    auto file = target.open_mapped_file(ctx.head);
+    std::string why;
+    if (!file) {
+        why = file.error().message;
+    } else {
+        auto on_disk = file_build_id(file->fd.get());
+        if (!ctx.build_id.empty() && on_disk != ctx.build_id)
+            why = fmt::format("its file has build-id {}, the process runs {}",
+                              on_disk.empty() ? "none" : proc::build_id_hex(on_disk),
+                              proc::build_id_hex(ctx.build_id));
+        else if (ctx.build_id.empty() && !file->mapped_file)
+            why = "it has no build-id and the file at its path may not be the one it runs";
+    }
+    if (!why.empty()) {
+        if (warned.insert(ctx.head.path).second)
+            notices.push_back(fmt::format("no symbols for {} of pid {}: {}", proc::without_deleted(ctx.head.path),
+                                          target.pid(), why));
+        return -1;
+    }
+    *file_name = ::strdup(name);
+    return file->fd.release();
+}
+
+int Symbolizer::Impl::open_debug_file(const ModuleContext& ctx, const char* file_name, const char* debuglink,
+                                      char** found) {
+    // A debug file must be the module's own: with a build-id on both sides
+    // they must agree (a debuglink names a file, not a build).
+    auto take = [&](UniqueFd fd, const std::string& where) -> int {
+        if (!fd.valid()) return -1;
+        if (!ctx.build_id.empty() && file_build_id(fd.get()) != ctx.build_id) return -1;
+        *found = ::strdup(where.c_str());
+        return fd.release();
+    };
+    auto in_target = [&](const std::string& path) -> int {
+        auto fd = target.open_file(path);
+        return fd ? take(std::move(*fd), path) : -1;
+    };
+    if (!ctx.build_id.empty()) {
+        std::string hex = proc::build_id_hex(ctx.build_id);
+        std::string rel = fmt::format("/usr/lib/debug/.build-id/{}/{}.debug", hex.substr(0, 2), hex.substr(2));
+        // The target's own debug files first, then this machine's (the
+        // same build-id is the same build wherever the file lies).
+        if (int fd = in_target(rel); fd >= 0) return fd;
+        if (int fd = take(UniqueFd(::open(rel.c_str(), O_RDONLY | O_CLOEXEC)), rel); fd >= 0) return fd;
+    }
+    if (!file_name || !debuglink || !*debuglink) return -1;
+    std::string_view file(file_name);
+    auto slash = file.rfind('/');
+    std::string dir(slash == std::string_view::npos ? "." : file.substr(0, slash));
+    for (const std::string& cand : {dir + "/" + debuglink, dir + "/.debug/" + debuglink,
+                                    "/usr/lib/debug" + dir + "/" + debuglink}) {
+        if (cand == file) continue;
+        if (int fd = in_target(cand); fd >= 0) return fd;
+    }
+    return -1;
+}
+
+// Reports each file-backed module of `maps` (its mappings' whole range, as
+// libdwfl's own /proc reader would), with the build-id it has in memory;
+// find_elf_in_target opens its file when it is first needed.
+void Symbolizer::Impl::report(const std::vector<proc::Mapping>& maps) {
+    dwfl_report_begin(dwfl);
+    contexts.clear();
+    for (std::size_t i = 0; i < maps.size();) {
+        const auto& m = maps[i];
+        std::size_t j = i + 1;
+        if (m.path.empty() || m.path.front() != '/') {
+            i = j;
+            continue;
+        }
+        RemoteAddr end = m.end;
+        bool executable = m.executable;
+        while (j < maps.size() && maps[j].path == m.path && maps[j].inode == m.inode) {
+            end = maps[j].end;
+            executable = executable || maps[j].executable;
+            ++j;
+        }
+        const proc::Mapping* head = proc::module_head(maps, maps[j - 1]);
+        i = j;
+        if (!executable || !head) continue;
+        // Named by its path, without " (deleted)": frames and fingerprints
+        // stay the same across an upgrade that replaced the file.
+        Dwfl_Module* mod = dwfl_report_module(dwfl, proc::without_deleted(m.path).c_str(), m.start.value(), end.value());
+        if (!mod) continue;
+        ModuleContext& ctx = contexts.emplace_back();
+        ctx.impl = this;
+        ctx.head = *head;
+        if (auto loaded = proc::read_loaded_module(target.memory(), maps, *head)) ctx.build_id = loaded->build_id;
+        void** userdata = nullptr;
+        dwfl_module_info(mod, &userdata, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr);
+        if (userdata) *userdata = &ctx;
+    }
+    dwfl_report_end(dwfl, nullptr, nullptr);
+    cache.clear();
+    cu_index.clear();
+    static_module.clear();
+    reported = true;
+}
 
 Dwarf_Die* Symbolizer::Impl::unit_of(Dwfl_Module* mod, Dwarf_Addr addr, Dwarf_Addr* bias, Dwarf_Die* storage) {
     if (Dwarf_Die* cu = dwfl_module_addrdie(mod, addr, bias)) return cu;
@@ -280,10 +412,9 @@ std::vector<Frame> Symbolizer::Impl::lookup(std::uint64_t addr) {
     return out;
 }
 
-Symbolizer::Symbolizer(pid_t pid, Options opt) : impl_(std::make_unique<Impl>()) {
-    impl_->pid = pid;
+Symbolizer::Symbolizer(proc::Target& target, Options opt) : impl_(std::make_unique<Impl>(target)) {
     impl_->opt = opt;
-    impl_->dwfl = dwfl_begin(opt.debuginfod ? &debuginfod_callbacks : &local_callbacks);
+    impl_->dwfl = dwfl_begin(&callbacks);
 }
 
 Symbolizer::~Symbolizer() {
@@ -297,12 +428,17 @@ bool Symbolizer::refresh(const std::vector<proc::Mapping>& maps) {
             sig = sig * 1000003u ^ std::hash<std::string>{}(m.path) ^ (m.start.value() * 31u) ^ m.inode;
     if (impl_->reported && sig == impl_->maps_signature) return false;
     impl_->maps_signature = sig;
-    if (impl_->dwfl) impl_->report();
+    if (impl_->dwfl) impl_->report(maps);
     return true;
 }
 
+std::vector<std::string> Symbolizer::take_notices() { return std::exchange(impl_->notices, {}); }
+
 std::vector<Frame> Symbolizer::symbolize(const unwind::RawStack& raw) {
-    if (!impl_->reported && impl_->dwfl) impl_->report();
+    if (!impl_->reported && impl_->dwfl) {
+        auto maps = impl_->target.mappings();
+        if (maps) refresh(*maps);
+    }
     std::vector<Frame> out;
     for (const auto& rf : raw.frames) {
         std::uint64_t pc = rf.pc.value();

@@ -27,7 +27,8 @@ struct Header {
 struct Worker {
     std::uint32_t slot = 0;
     std::uint32_t generation = 0;
-    pid_t tid = 0;
+    pid_t tid = 0;     // as this monitor sees it (0: no such thread, see proc/namespaces.hpp)
+    pid_t ns_tid = 0;  // as the target sees it, when that differs (in another PID namespace); else 0
     WorkerState state = WorkerState::running;
     std::uint64_t progress = 0;
     std::string name;

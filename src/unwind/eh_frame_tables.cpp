@@ -1,7 +1,5 @@
 #include "unwind/eh_frame_tables.hpp"
 
-#include <fcntl.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -33,13 +31,12 @@ ReadAt read_file(int fd) {
 }  // namespace
 
 std::optional<SearchTable> EhFrameTables::build(const proc::Mapping& m) const {
-    // The path the target's maps show, opened with its rights (the caller's
-    // FsIdentity); the inode check refuses a file swapped in under that path.
-    UniqueFd fd(::open(m.path.c_str(), O_RDONLY | O_CLOEXEC));
-    struct stat st{};
-    if (!fd.valid() || ::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_ino != m.inode)
-        return std::nullopt;
-    auto read = read_file(fd.get());
+    // The file the target has mapped, opened with its rights (the caller's
+    // FsIdentity); when only its path could be opened, the inode check
+    // refuses a file swapped in under that path.
+    auto file = target_.open_mapped_file(m);
+    if (!file || !file->mapped_file) return std::nullopt;
+    auto read = read_file(file->fd.get());
     auto layout = read_elf_layout(read);
     if (!layout || layout->has_eh_frame_hdr || !layout->eh_frame) return std::nullopt;
     const auto& sec = *layout->eh_frame;
@@ -57,7 +54,7 @@ unw_dyn_info_t* EhFrameTables::find(std::uint64_t ip) {
             return &mod.info;
         }
     if (!maps_) {
-        auto maps = proc::read_maps(pid_);
+        auto maps = target_.mappings();
         if (!maps) return nullptr;
         maps_ = std::move(*maps);
     }

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "proc/maps.hpp"
+#include "proc/target.hpp"
 #include "unwind/eh_frame.hpp"
 
 namespace sw::unwind {
@@ -24,11 +25,12 @@ public:
     // The first table's address; each next one is 4 GiB further.
     static constexpr std::uint64_t reserved_base = 0x4000'0000'0000'0000ull;
 
-    explicit EhFrameTables(pid_t pid) : pid_(pid) {}
+    explicit EhFrameTables(proc::Target& target) : target_(target) {}
 
     // libunwind's description of the table that covers `ip`, or nullptr when
     // its module is no file, has an .eh_frame_hdr (libunwind uses that), or
-    // has no usable .eh_frame. Opens the module's file once per mapping;
+    // has no usable .eh_frame. Opens the module's file (as the target sees
+    // it: Target::open_mapped_file) once per mapping;
     // failures are remembered too. Call with the target's file-system rights.
     // The pointer is valid until the next call.
     unw_dyn_info_t* find(std::uint64_t ip);
@@ -56,7 +58,7 @@ private:
     };
     std::optional<SearchTable> build(const proc::Mapping& m) const;
 
-    pid_t pid_;
+    proc::Target& target_;
     std::vector<Module> modules_;
     std::optional<std::vector<proc::Mapping>> maps_;
 };

@@ -12,6 +12,7 @@
 
 #include "proc/capture.hpp"
 #include "proc/memory.hpp"
+#include "proc/target.hpp"
 
 namespace sw::unwind {
 
@@ -33,11 +34,9 @@ struct RawStack {
 // One per target process: keeps libunwind's address space and caches.
 class Unwinder {
 public:
-    // Reads the live process through `memory`, which outlives the unwinder
-    // (the Target's reader).
-    Unwinder(pid_t pid, proc::MemoryReader& memory);
-    // The same with a reader of its own (proc::open_memory).
-    explicit Unwinder(pid_t pid);
+    // Reads the live process through `target` (its memory, mappings and
+    // files), which outlives the unwinder.
+    explicit Unwinder(proc::Target& target);
     ~Unwinder();
     Unwinder(const Unwinder&) = delete;
     Unwinder& operator=(const Unwinder&) = delete;
@@ -50,7 +49,6 @@ public:
     struct Impl;  // defined by the backend
 
 private:
-    Unwinder(pid_t pid, proc::MemoryReader* memory);
     std::unique_ptr<Impl> impl_;
 };
 

@@ -1,16 +1,24 @@
-// libunwind-ptrace backend. _UPT_find_proc_info supplies the unwind tables
-// (it reads /proc/<pid>/maps and the ELF files), except the vDSO's and those
-// of modules without .eh_frame_hdr (static executables: eh_frame_tables.hpp);
-// every other accessor is ours, so nothing here needs the thread to be stopped.
+// libunwind-ptrace backend. Every accessor is ours, so nothing here needs
+// the thread to be stopped. The unwind tables are the .eh_frame_hdr search
+// tables the target has loaded (eh_frame_hdr.hpp), found through its
+// mappings and read through its memory: the vDSO's, and those of modules in
+// a container or replaced on disk, as well as the others. Modules without
+// .eh_frame_hdr (static executables) get a table built from their file
+// (eh_frame_tables.hpp). libunwind's own _UPT_find_proc_info is not used:
+// it opens the paths of /proc/<pid>/maps in our mount namespace.
 #include <libunwind-ptrace.h>
 
 #include <fmt/format.h>
 
 #include <cstring>
+#include <deque>
 #include <optional>
 #include <unordered_map>
 
+#include "proc/loaded_module.hpp"
 #include "proc/memory.hpp"
+#include "proc/target.hpp"
+#include "unwind/eh_frame_hdr.hpp"
 #include "unwind/eh_frame_tables.hpp"
 #include "unwind/unwinder.hpp"
 #include "unwind/vdso.hpp"
@@ -33,8 +41,7 @@ constexpr std::uint64_t page_size = 4096;
 }  // namespace
 
 struct Unwinder::Impl {
-    pid_t pid;
-    std::unique_ptr<proc::MemoryReader> owned_memory;  // when not given one
+    proc::Target& target;
     proc::MemoryReader* memory;
     void* upt = nullptr;
     unw_addr_space_t as = nullptr;
@@ -46,12 +53,48 @@ struct Unwinder::Impl {
     // The vDSO's unwind table, found on first use (it has no file on disk).
     std::optional<VdsoTable> vdso;
     bool vdso_looked = false;
+    // The loaded .eh_frame_hdr table of each executable mapping looked at
+    // (nullopt: it has none), kept until flush. A deque: libunwind holds
+    // pointers to the descriptions while it searches.
+    struct ModuleTable {
+        std::uint64_t start = 0, end = 0;
+        std::optional<unw_dyn_info_t> info;
+    };
+    std::deque<ModuleTable> module_tables;
+    // The mappings, read once per unwind at the first miss.
+    std::optional<std::vector<proc::Mapping>> maps;
     // Tables built from .eh_frame for modules linked without .eh_frame_hdr.
     EhFrameTables eh_frames;
 
-    Impl(pid_t p, proc::MemoryReader* m)
-        : pid(p), owned_memory(m ? nullptr : proc::open_memory(p)), memory(m ? m : owned_memory.get()),
-          eh_frames(p) {}
+    explicit Impl(proc::Target& t) : target(t), memory(&t.memory()), eh_frames(t) {}
+
+    const std::vector<proc::Mapping>* mappings() {
+        if (!maps) {
+            auto got = target.mappings();
+            if (!got) return nullptr;
+            maps = std::move(*got);
+        }
+        return &*maps;
+    }
+
+    // The loaded search table that covers `ip`, or nullptr.
+    unw_dyn_info_t* module_table(std::uint64_t ip) {
+        for (auto& t : module_tables)
+            if (ip >= t.start && ip < t.end) return t.info ? &*t.info : nullptr;
+        const auto* all = mappings();
+        const proc::Mapping* m = all ? proc::find_mapping(*all, RemoteAddr{ip}) : nullptr;
+        if (!m || !m->executable) return nullptr;
+        ModuleTable& t = module_tables.emplace_back();
+        t.start = m->start.value();
+        t.end = m->end.value();
+        auto mod = proc::read_loaded_module(*memory, *all, *m);
+        if (!mod || !mod->eh_frame_hdr) return nullptr;
+        std::byte head[16];
+        std::size_t got = memory->read(*mod->eh_frame_hdr, head);
+        t.info = eh_frame_hdr_table(std::span(head, got), mod->eh_frame_hdr->value(), mod->eh_frame_hdr_size,
+                                    mod->text_start.value(), mod->text_end.value());
+        return t.info ? &*t.info : nullptr;
+    }
 
     static inline std::unordered_map<unw_addr_space_t, Impl*> by_as;
 
@@ -82,16 +125,15 @@ int find_proc_info(unw_addr_space_t as, unw_word_t ip, unw_proc_info_t* pi, int 
     if (!self) return -UNW_EINVAL;
     if (!self->vdso_looked) {
         self->vdso_looked = true;
-        self->vdso = load_vdso(self->pid, *self->memory);
+        if (const auto* maps = self->mappings()) self->vdso = load_vdso(*maps, *self->memory);
     }
     if (self->vdso && self->vdso->contains(ip))
         return sw_dwarf_search_unwind_table(as, ip, &self->vdso->info, pi, need, arg);
     if (auto* di = self->eh_frames.built(ip)) return sw_dwarf_search_unwind_table(as, ip, di, pi, need, arg);
-    int rc = _UPT_find_proc_info(as, ip, pi, need, self->upt);
-    if (rc != -UNW_ENOINFO) return rc;
+    if (auto* di = self->module_table(ip)) return sw_dwarf_search_unwind_table(as, ip, di, pi, need, arg);
     // No .eh_frame_hdr (a static non-PIE executable): our own table.
     if (auto* di = self->eh_frames.find(ip)) return sw_dwarf_search_unwind_table(as, ip, di, pi, need, arg);
-    return rc;
+    return -UNW_ENOINFO;
 }
 
 void put_unwind_info(unw_addr_space_t as, unw_proc_info_t* pi, void*) {
@@ -145,12 +187,10 @@ bool has_unwind_info(unw_addr_space_t as, unw_word_t ip) {
 
 }  // namespace
 
-Unwinder::Unwinder(pid_t pid) : Unwinder(pid, nullptr) {}
-
-Unwinder::Unwinder(pid_t pid, proc::MemoryReader& memory) : Unwinder(pid, &memory) {}
-
-Unwinder::Unwinder(pid_t pid, proc::MemoryReader* memory) : impl_(std::make_unique<Impl>(pid, memory)) {
-    impl_->upt = _UPT_create(pid);
+Unwinder::Unwinder(proc::Target& target) : impl_(std::make_unique<Impl>(target)) {
+    // Only for _UPT_put_unwind_info, which frees what the table search
+    // allocated; it reads nothing of the process.
+    impl_->upt = _UPT_create(target.pid());
     impl_->acc.find_proc_info = find_proc_info;
     impl_->acc.put_unwind_info = put_unwind_info;
     impl_->acc.get_dyn_info_list_addr = get_dyn_info_list_addr;
@@ -178,6 +218,7 @@ void Unwinder::flush() {
     if (impl_->as) unw_flush_cache(impl_->as, 0, 0);
     impl_->pages.clear();
     impl_->vdso_looked = false;
+    impl_->module_tables.clear();
     impl_->eh_frames.forget(true);
 }
 
@@ -189,6 +230,7 @@ RawStack Unwinder::unwind(const proc::ThreadCapture& cap, std::size_t max_frames
     }
     current = &cap;
     impl_->hit_copy_end = false;
+    impl_->maps.reset();
     impl_->eh_frames.forget(false);
     struct Reset {
         ~Reset() { current = nullptr; }

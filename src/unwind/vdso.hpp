@@ -12,8 +12,10 @@
 #include <cstdint>
 #include <optional>
 #include <span>
+#include <vector>
 
 #include "common/remote_addr.hpp"
+#include "proc/maps.hpp"
 #include "proc/memory.hpp"
 
 namespace sw::unwind {
@@ -30,8 +32,8 @@ struct VdsoTable {
 // .eh_frame_hdr.
 std::optional<VdsoTable> parse_vdso(std::span<const std::byte> image, std::uint64_t start);
 
-// Finds the [vdso] mapping of `pid` and reads it through `memory`. nullopt
+// Finds the [vdso] mapping in `maps` and reads it through `memory`. nullopt
 // if there is none.
-std::optional<VdsoTable> load_vdso(pid_t pid, proc::MemoryReader& memory);
+std::optional<VdsoTable> load_vdso(const std::vector<proc::Mapping>& maps, proc::MemoryReader& memory);
 
 }  // namespace sw::unwind

@@ -4,6 +4,7 @@
 // returns what the test decides (a stack, an error, or "moved on").
 #pragma once
 
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -43,6 +44,8 @@ public:
     std::string name() override { return "fake"; }
     std::string executable() override { return "/fake/app"; }
     std::string owner() override { return "tester"; }
+    pid_t pid_in_namespace() override { return 0; }
+    pid_t tid_in_namespace(pid_t) override { return 0; }
     std::string cgroup() override { return "/fake.slice/app.service"; }
     Result<std::vector<pid_t>> threads() override {
         std::vector<pid_t> out;
@@ -62,6 +65,17 @@ public:
     Result<std::vector<proc::Mapping>> mappings() override { return std::vector<proc::Mapping>{}; }
     proc::MemoryReader& memory() override { return fake_memory; }
     std::unique_ptr<proc::FileAccess> file_access() override { return std::make_unique<proc::FileAccess>(); }
+    // Its files are this machine's (the pid is ours).
+    Result<proc::OpenedFile> open_mapped_file(const proc::Mapping& m) override {
+        auto fd = open_file(m.path);
+        if (!fd) return std::move(fd).error();
+        return proc::OpenedFile{std::move(*fd), false};
+    }
+    Result<UniqueFd> open_file(const std::string& path) override {
+        UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+        if (!fd.valid()) return make_error(Errc::io, "fake: cannot open " + path);
+        return fd;
+    }
     Result<proc::TableFile> open_table() override {
         if (!has_table) return make_error(Errc::no_table, "fake: no table");
         return proc::TableFile::adopt(UniqueFd(::dup(table_fd_.get())), pid_);

@@ -44,6 +44,12 @@ inline std::map<std::string, std::string> hold_stop_env(long us) {
     return test_hook_env("STALLWATCH_TEST_HOLD_STOP_US", us);
 }
 
+// The monitor opens a target's files by their paths in its root, as if
+// /proc/PID/map_files were closed to it.
+inline std::map<std::string, std::string> no_map_files_env() {
+    return test_hook_env("STALLWATCH_TEST_NO_MAP_FILES", 1);
+}
+
 // `us` microseconds pass between the seize of a thread and its interrupt.
 inline std::map<std::string, std::string> hold_seize_env(long us) {
     return test_hook_env("STALLWATCH_TEST_HOLD_SEIZE_US", us);

@@ -139,7 +139,8 @@ TEST_CASE("attach --all: --comm is a shell pattern, --cgroup a path prefix by co
     CHECK_FALSE(cgroup_matches("/system.slice", "/system.slicex/a.service"));
     CHECK_FALSE(cgroup_matches("/system.slice/nginx.service", "/system.slice"));
     CHECK(cgroup_matches("/", "/user.slice"));
-    CHECK_FALSE(cgroup_matches("/", ""));  // no cgroup v2 path: never matches
+    CHECK(cgroup_matches("/", ""));  // the root cgroup (Target::cgroup gives "") is under "/"
+    CHECK_FALSE(cgroup_matches("/system.slice", ""));
 }
 
 TEST_CASE("run takes the program and its own options after --") {
