@@ -59,6 +59,11 @@ private:
     pid_t pid_;
     int fd_number_;
     std::shared_ptr<NamespaceIds> ids_;
+    std::uint64_t last_image_size_ = 0;  // bytes the last read needed
+    // The header bytes and file size of the last read (file size asked
+    // again only when the header changes).
+    std::vector<std::byte> last_header_;
+    std::optional<std::uint64_t> last_file_size_;
 };
 
 }  // namespace sw::proc

@@ -7,6 +7,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cstddef>
@@ -172,11 +173,23 @@ std::optional<std::uint64_t> TableFile::read_progress(std::uint32_t slot, std::u
 Result<table::Snapshot> TableFile::read() {
     // pread, never mmap: a table that its writer shrinks gives a short read
     // here, not a SIGBUS in the monitor.
-    auto size = file_size(fd_.get());
-    if (!size) return std::move(size).error();
-    auto head = read_image(STALLWATCH_HEADER_SIZE);
-    if (!head) return std::move(head).error();
-    auto header = table::parse_header(*head, *size);
+    // One read of the image as large as it was last time (the header alone
+    // the first time): the header and the slots usually come together.
+    auto first = read_image(std::max<std::uint64_t>(last_image_size_, STALLWATCH_HEADER_SIZE));
+    if (!first) return std::move(first).error();
+    // The file's size is asked again only when the header changed (a host
+    // agent reads hundreds of tables a hundred times a second). A file cut
+    // short under an unchanged header still shows, as a short read below.
+    std::size_t head = std::min<std::size_t>(first->size(), STALLWATCH_HEADER_SIZE);
+    if (!last_file_size_ || last_header_.size() != head ||
+        std::memcmp(last_header_.data(), first->data(), head) != 0) {
+        auto size = file_size(fd_.get());
+        if (!size) return std::move(size).error();
+        last_file_size_ = *size;
+        last_header_.assign(first->begin(), first->begin() + static_cast<std::ptrdiff_t>(head));
+    }
+    auto size = last_file_size_;
+    auto header = table::parse_header(*first, *size);
     if (!header) return std::move(header).error();
 
     auto want = table::image_size(*header);
@@ -186,17 +199,28 @@ Result<table::Snapshot> TableFile::read() {
                                       "({} of {} bytes)",
                                       got, want));
     };
-    auto first = read_image(want);
-    if (!first) return std::move(first).error();
-    if (first->size() < want) return changed(first->size());
+    if (first->size() < want) {  // more slots in use than last time
+        first = read_image(want);
+        if (!first) return std::move(first).error();
+        if (first->size() < want) return changed(first->size());
+    }
+    first->resize(want);
+    last_image_size_ = want;
     auto a = table::parse_table(*first, *size);
     if (!a) return std::move(a).error();
     auto second = read_image(want);
     if (!second) return std::move(second).error();
     if (second->size() < want) return changed(second->size());
-    auto b = table::parse_table(*second, *size);
-    if (!b) return std::move(b).error();
-    auto snap = table::confirm(*a, *b);
+    // The same bytes twice: nothing moved between the reads, and the second
+    // parse would give the first's workers back (confirm keeps them all).
+    table::Snapshot snap;
+    if (std::memcmp(first->data(), second->data(), want) == 0) {
+        snap = std::move(*a);
+    } else {
+        auto b = table::parse_table(*second, *size);
+        if (!b) return std::move(b).error();
+        snap = table::confirm(*a, *b);
+    }
     ids_->translate(snap);
     return snap;
 }
