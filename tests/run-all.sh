@@ -114,7 +114,7 @@ asan=$build-asan
 asan_build() {
     cmake -S "$top" -B "$asan" -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
         -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTALLWATCH_WERROR=ON -DSTALLWATCH_TEST_HOOKS=ON \
-        -DSTALLWATCH_SANITIZE=address,undefined \
+        -DSTALLWATCH_SANITIZE=address,undefined -DSTALLWATCH_BUILD_BENCH=OFF \
         -DSTALLWATCH_BUILD_FUZZ=ON -DSTALLWATCH_FUZZ_SECONDS="$fuzz_seconds" >/dev/null
     cmake --build "$asan" -j"$jobs"
 }
