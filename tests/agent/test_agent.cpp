@@ -212,13 +212,13 @@ void agent_scenario(bool in_namespace) {
 
     if (in_namespace) {
         // The stall of a worker that the table names by its tid inside the
-        // namespace: reported with the right stack (either id may be thread.id;
-        // docs/json-events.md says which carries what).
+        // namespace: reported with the right stack, our tid as thread.id and
+        // its own beside it (docs/json-events.md).
         auto e = wait_event(agent, "stall", n_pid);
-        auto tid = e["thread.id"];
-        CHECK((tid == n_victim || tid == n->victim));
-        e["thread.id"] = n->victim;
-        check_victim_stall(e, n->victim);
+        CHECK(e["thread.id"] == n_victim);
+        CHECK(e["stallwatch.thread.id_in_namespace"] == n->victim);
+        CHECK(e["stallwatch.process.pid_in_namespace"] == 1);
+        check_victim_stall(e, n_victim);
     }
 
     agent.signal(SIGTERM);
