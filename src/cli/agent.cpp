@@ -339,14 +339,7 @@ int run_attach_all(const AttachOptions& opt, std::ostream& out, std::ostream& er
     int stop = 0;
     bool write_failed = false;
     while (stop == 0) {
-        next += opt.timing.interval;
-        auto wait = next - Clock::now();
-        if (wait.count() < 0) {  // we fell behind: do not try to catch up in a burst
-            next = Clock::now();
-            wait = Clock::duration::zero();
-        }
-        auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(wait).count();
-        timespec ts{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
+        timespec ts = wait_for_next_round(next, opt.timing.interval);
         pollfd fds[2] = {{sigq.fd(), POLLIN, 0}, {agent.exits_fd(), POLLIN, 0}};
         int n = ::ppoll(fds, 2, &ts, nullptr);
         if (n < 0 && errno != EINTR) {

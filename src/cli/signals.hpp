@@ -7,11 +7,29 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include <chrono>
+#include <ctime>
 #include <vector>
 
 #include "common/unique_fd.hpp"
 
 namespace sw::cli {
+
+// The wait until the next round of a loop that runs every `interval`:
+// advances `next` by it, and when the loop fell behind, starts again from
+// now instead of catching up in a burst. For ppoll.
+inline timespec wait_for_next_round(std::chrono::steady_clock::time_point& next,
+                                    std::chrono::steady_clock::duration interval) {
+    using Clock = std::chrono::steady_clock;
+    next += interval;
+    auto wait = next - Clock::now();
+    if (wait.count() < 0) {
+        next = Clock::now();
+        wait = Clock::duration::zero();
+    }
+    auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(wait).count();
+    return timespec{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
+}
 
 class SignalQueue {
 public:

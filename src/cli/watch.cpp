@@ -224,14 +224,7 @@ WatchResult watch(proc::Target& process, const WatchOptions& opt, report::Writer
 
     auto next = Clock::now();
     for (;;) {
-        next += opt.timing.interval;
-        auto wait = next - Clock::now();
-        if (wait.count() < 0) {  // we fell behind: do not try to catch up in a burst
-            next = Clock::now();
-            wait = Clock::duration::zero();
-        }
-        auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(wait).count();
-        timespec ts{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
+        timespec ts = wait_for_next_round(next, opt.timing.interval);
         pollfd fds[2] = {{sigq.fd(), POLLIN, 0}, {exit_fd.get(), POLLIN, 0}};
         int n = ::ppoll(fds, exit_fd.valid() ? 2 : 1, &ts, nullptr);
         if (n < 0 && errno != EINTR)
