@@ -43,7 +43,10 @@ extern "C" {
  * Create this process's progress table. `app_name` (may be NULL: the
  * process's comm name is used) is truncated to 63 bytes. `capacity` is the
  * number of worker slots (0 for the default, at most STALLWATCH_MAX_CAPACITY).
- * Idempotent: later calls return 0 and change nothing.
+ * Idempotent: later calls return 0 and change nothing. When the process
+ * already has a table made by another copy of the shim (the static shim in
+ * a program that also runs under libstallwatch-preload.so), that table is
+ * used: one process, one table.
  * Returns 0, or a negative errno: -ECANCELED when STALLWATCH_DISABLE is set,
  * -EINVAL for a capacity over the maximum, or the error of memfd_create,
  * ftruncate, sealing the table (F_ADD_SEALS: without the seals nothing would

@@ -12,8 +12,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "shim/shim_internal.h"
 
 /* Process-wide state. Written under g_lock; g_live is read without it. */
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -110,6 +114,75 @@ static void after_fork_child(void)
     pthread_mutex_init(&g_lock, NULL);
 }
 
+/*
+ * A process can hold two copies of this code: the static shim linked into
+ * the program and the preload library (src/preload), which carries its own.
+ * Whichever initialises second takes the table the first one made, so that
+ * the process has one table: the slot claim is a compare-and-swap and every
+ * slot has one writer, so two copies share a table as two threads do.
+ * Adopted: a memfd of ours in this process, sealed, with a header this
+ * process wrote (its pid) in the format this code writes. No allocation:
+ * the directory is read with getdents64 into a stack buffer.
+ */
+static int adopt_table(void)
+{
+    int dir = open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dir < 0)
+        return -1;
+    static const char link[] = "/memfd:" STALLWATCH_TABLE_MEMFD_NAME " (deleted)";
+    int adopted = -1;
+    char buf[4096] __attribute__((aligned(8)));
+    long n;
+    while (adopted != 0 && (n = syscall(SYS_getdents64, dir, buf, sizeof buf)) > 0) {
+        for (long off = 0; off < n && adopted != 0;) {
+            const char *name = buf + off + 19; /* d_ino 8, d_off 8, d_reclen 2, d_type 1 */
+            unsigned short reclen;
+            memcpy(&reclen, buf + off + 16, sizeof reclen);
+            off += reclen;
+            if (name[0] < '0' || name[0] > '9')
+                continue;
+            char target[sizeof link + 1];
+            ssize_t len = readlinkat(dir, name, target, sizeof target);
+            if (len != (ssize_t)sizeof link - 1 || memcmp(target, link, sizeof link - 1) != 0)
+                continue;
+            int fd = atoi(name);
+            if (fd == dir)
+                continue;
+            struct stat st;
+            int seals = fcntl(fd, F_GET_SEALS);
+            if (fstat(fd, &st) != 0 || seals < 0 ||
+                (seals & (F_SEAL_SHRINK | F_SEAL_GROW)) != (F_SEAL_SHRINK | F_SEAL_GROW) ||
+                st.st_size < (off_t)STALLWATCH_HEADER_SIZE)
+                continue;
+            size_t size = (size_t)st.st_size;
+            void *base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+            if (base == MAP_FAILED)
+                continue;
+            const struct stallwatch_table_header *h = base;
+            uint64_t magic, want;
+            memcpy(&want, STALLWATCH_TABLE_MAGIC, sizeof want);
+            magic = __atomic_load_n((const uint64_t *)(const void *)h->magic, __ATOMIC_ACQUIRE);
+            int mine = magic == want && h->version == STALLWATCH_TABLE_VERSION &&
+                       h->header_size == STALLWATCH_HEADER_SIZE &&
+                       h->slot_size == STALLWATCH_SLOT_SIZE && h->capacity <= STALLWATCH_MAX_CAPACITY &&
+                       STALLWATCH_HEADER_SIZE + (size_t)h->capacity * STALLWATCH_SLOT_SIZE <= size &&
+                       h->pid == (int32_t)getpid();
+            int own = mine ? fcntl(fd, F_DUPFD_CLOEXEC, 0) : -1;
+            if (own < 0) {
+                munmap(base, size);
+                continue;
+            }
+            g_fd = own;
+            g_base = base;
+            g_size = size;
+            g_capacity = h->capacity;
+            adopted = 0;
+        }
+    }
+    close(dir);
+    return adopted;
+}
+
 static int create_table(const char *app_name, uint32_t capacity)
 {
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
@@ -189,7 +262,7 @@ int stallwatch_init(const char *app_name, uint32_t capacity)
             r = -pthread_atfork(NULL, NULL, after_fork_child);
             g_atfork_ready = (r == 0);
         }
-        if (r == 0)
+        if (r == 0 && adopt_table() != 0)
             r = create_table(app_name, capacity ? capacity : STALLWATCH_DEFAULT_CAPACITY);
     }
     g_init_result = r;
@@ -245,6 +318,11 @@ void stallwatch_unregister(stallwatch_worker *w)
         release_slot(w);
     t_worker = NULL;
     pthread_setspecific(g_key, NULL);
+}
+
+stallwatch_worker *sw_shim_thread_worker(void)
+{
+    return t_worker;
 }
 
 int stallwatch_worker_is_live(const stallwatch_worker *w)

@@ -1,0 +1,14 @@
+/*
+ * What the shim shares with the preload library (src/preload), which is
+ * compiled together with it into one shared object. Not installed.
+ */
+#ifndef STALLWATCH_SHIM_INTERNAL_H
+#define STALLWATCH_SHIM_INTERNAL_H
+
+#include "stallwatch/table_abi.h"
+
+/* The calling thread's registered worker, or NULL when it has none (the
+ * private no-op slot does not count). */
+__attribute__((visibility("hidden"))) stallwatch_worker *sw_shim_thread_worker(void);
+
+#endif /* STALLWATCH_SHIM_INTERNAL_H */
