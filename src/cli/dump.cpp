@@ -109,6 +109,27 @@ int run_dump(const DumpOptions& opt, std::ostream& out, std::ostream& err) {
                 now = table_file->read_slot(t.worker.slot, t.worker.generation);
                 return now.has_value();
             };
+        // A parked worker waits for work: its stack is its wait, and a
+        // stop would make some waits return EINTR (docs/capture.md 4.5).
+        // Without --all-threads it is shown as parked, from /proc alone.
+        if (t.registered && table_file && !opt.all_threads) {
+            auto slot = table_file->read_slot(t.worker.slot, t.worker.generation);
+            if (!slot) continue;  // unregistered since the snapshot
+            if (slot->state == table::WorkerState::parked) {
+                report::StallReport r;
+                r.event = e;
+                r.event.worker.state = slot->state;
+                r.event.worker.progress = slot->progress;
+                r.target = sampler.target();
+                r.unix_ns = report::unix_now_ns();
+                r.thread = process->thread_state(t.worker.tid);
+                r.not_stopped = "parked";
+                writer->stall(r);
+                if (!writer->good()) return cannot_write(errno);
+                ++sampled;
+                continue;
+            }
+        }
         auto r = sampler.sample(e, at_capture);
         if (!r) continue;                // unregistered during its capture
         if (r->thread_exited) continue;  // gone since we listed it: nothing to show

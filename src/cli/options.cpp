@@ -242,6 +242,12 @@ ParseResult parse_command_line(const std::vector<std::string>& args) {
         "ptrace_scope=1). Reports go to standard error or --output, never to the program's "
         "standard output. SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 are passed on; "
         "stallwatch exits with the program's status (128+N if it died of signal N).");
+    ru->add_flag("--preload", run.preload,
+                 "Run PROGRAM with libstallwatch-preload.so added to LD_PRELOAD (any LD_PRELOAD of yours is "
+                 "kept): every thread that waits in epoll_wait, poll, select or their variants becomes a "
+                 "worker, parked while it waits, so a blocked event loop is reported without changing the "
+                 "program (docs/preload.md). Says so when the program cannot be watched this way (statically "
+                 "linked, set-user-ID, or no such wait ever made)");
     add_timing_options(*ru, run_threshold, run_interval);
     add_output_options(*ru, run.out, run_format, "standard error (the program keeps its own)");
     ru->add_option("command", run.command, "The program to run and its arguments (after --)")

@@ -59,6 +59,7 @@ struct DumpOptions {
 
 struct RunOptions {
     std::vector<std::string> command;  // program and its arguments
+    bool preload = false;              // with libstallwatch-preload.so in LD_PRELOAD
     WatchTiming timing;
     OutputOptions out;  // output "" is standard error: never the program's stdout
 };

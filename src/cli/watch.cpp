@@ -58,6 +58,9 @@ WatchResult Watcher::fail(Error e) {
 
 WatchResult Watcher::end(WatchEnd why, int signal) {
     result_.end = why;
+    if (why == WatchEnd::target_exited && !ever_connected_ && !said_no_table_ && opt_.explain_no_table)
+        fmt::print(err_, "stallwatch: pid {} ended without a stallwatch table: {}\n", process_.pid(),
+                   opt_.explain_no_table->reason());
     if (why == WatchEnd::signal) result_.signal = signal;
     summarize_at_exit(false);
     writer_.detached(target_, why == WatchEnd::signal ? "signal" : "target_exited", result_.reports,
@@ -74,6 +77,7 @@ std::optional<Error> Watcher::connect() {
     target_ = describe_target(process_, snap ? snap->header.app_name : std::string{});
     table_file_ = process_.fd_file(t->fd_number());
     table_.emplace(std::move(*t));
+    ever_connected_ = true;
     sampler_.emplace(process_, target_, opt_.sampler);
     sampler_->prewarm();
     say_notices();
@@ -140,7 +144,13 @@ std::optional<WatchResult> Watcher::round() {
             return std::nullopt;
         }
         if (!table_) {
-            if (!said_no_table_ && now - started_ > std::chrono::seconds(2)) {
+            if (opt_.explain_no_table) opt_.explain_no_table->look(process_);
+            if (!said_no_table_ && now - started_ > std::chrono::seconds(2) && opt_.explain_no_table) {
+                said_no_table_ = true;
+                fmt::print(err_, "stallwatch: pid {} has no stallwatch table after 2s: {}; it runs on, watched as "
+                                 "soon as one appears\n",
+                           pid, opt_.explain_no_table->reason());
+            } else if (!said_no_table_ && now - started_ > std::chrono::seconds(2)) {
                 said_no_table_ = true;
                 fmt::print(err_, "stallwatch: pid {} has no stallwatch table yet (is it linked with the shim and "
                                  "calling stallwatch_init()?); it runs on, watched as soon as one appears\n",

@@ -9,7 +9,9 @@
 
 #include <chrono>
 #include <functional>
+#include <memory>
 #include <optional>
+#include <string>
 #include <ostream>
 
 #include "cli/options.hpp"
@@ -20,6 +22,17 @@
 #include "report/writer.hpp"
 
 namespace sw::cli {
+
+// `run --preload`: why a program shows no table. look() is called at each
+// look for the table while there is none (the program may end at any
+// moment, and an ended process can no longer be read); reason() when the
+// line is due: two seconds without a table, or the program's end.
+class NoTableExplainer {
+public:
+    virtual ~NoTableExplainer() = default;
+    virtual void look(proc::Target& target) = 0;
+    virtual std::string reason() = 0;
+};
 
 struct WatchOptions {
     WatchTiming timing;  // threshold and interval
@@ -32,6 +45,9 @@ struct WatchOptions {
     // closes it): every round when zero. Checked anyway before sampling.
     // A stat of /proc/PID/fd/N: the agent, reading many tables, spaces it out.
     std::chrono::nanoseconds table_check_every{0};
+    // With wait_for_table: says why no table appeared, instead of the
+    // shim's usual advice. None: that advice.
+    std::shared_ptr<NoTableExplainer> explain_no_table;
 };
 
 enum class WatchEnd { signal, target_exited, once, failed };
@@ -95,6 +111,7 @@ private:
     bool given_up_ = false;  // run: the table went bad; the child runs on unwatched
     Clock::time_point started_;
     bool said_no_table_ = false;
+    bool ever_connected_ = false;
     Clock::time_point next_table_look_;
     Clock::time_point next_table_check_{};
 };

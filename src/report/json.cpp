@@ -229,6 +229,7 @@ json stack_json(const StallReport& r, const StackFacts& facts, std::size_t dropp
         r.thread.syscall_nr >= 0 ? str_or_null(proc::syscall_name(r.thread.syscall_nr)) : json(nullptr);
     j["stallwatch.thread.wchan"] = str_or_null(r.thread.wchan);
     j["stallwatch.capture_error"] = str_or_null(r.capture_error);
+    if (!r.not_stopped.empty()) j["stallwatch.not_stopped"] = r.not_stopped;
     j["stallwatch.stop_window_us"] = static_cast<double>(r.stop_window.count()) / 1e3;
     j["stallwatch.stack.fingerprint"] = str_or_null(facts.fingerprint);
 

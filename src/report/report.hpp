@@ -39,6 +39,10 @@ struct StallReport {
     bool thread_exited = false;   // ... because the thread is gone
     bool capture_denied = false;  // ... because we may not inspect it (Errc::permission_denied)
     bool registered = true;       // false: a thread that is not a worker (dump --all-threads)
+    // Set when the thread was deliberately not stopped: "parked" for a
+    // worker waiting for work (dump without --all-threads): its stack is
+    // its wait, and a stop would make some waits (epoll_wait) return EINTR.
+    std::string not_stopped;
 };
 
 // A frame in the application's own code (see classify.hpp).

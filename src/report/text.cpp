@@ -100,6 +100,12 @@ public:
         std::string kernel = fmt::format("state {} ({})", r.thread.state, proc::state_name(r.thread.state));
         if (r.thread.syscall_nr >= 0) kernel += ", in " + proc::syscall_name(r.thread.syscall_nr);
         if (!r.thread.wchan.empty()) kernel += ", waiting in " + printable(r.thread.wchan);
+        if (!r.not_stopped.empty()) {
+            fmt::print(out_, "  thread: {}; {}: waiting for work, not stopped (--all-threads samples it too)\n\n",
+                       kernel, printable(r.not_stopped));
+            out_.flush();
+            return;
+        }
         if (!r.capture_error.empty()) {
             fmt::print(out_, "  thread: {}\n  no stack: {}\n\n", kernel, printable(r.capture_error));
             out_.flush();
