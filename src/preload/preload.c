@@ -82,14 +82,29 @@ static int g_watching; /* 1 when every function was found: waits are watched */
 
 /*
  * The raw system calls behind each function, used only when the C library's
- * own could not be found: the program keeps working (without cancellation
- * points), and a line on stderr says that nothing is watched.
+ * own could not be found: the program keeps working, and a line on stderr
+ * says that nothing is watched. syscall(2) is not a cancellation point, so
+ * each runs with asynchronous cancellation, as the C library once made its
+ * own cancellation points: a thread cancelled in one still ends.
  */
 #define SIGSET_BYTES (_NSIG / 8)
 
+static long cancellable_syscall(long nr, long a, long b, long c, long d, long e, long f)
+{
+    int old;
+    pthread_setcanceltype(PTHREAD_CANCEL_ASYNCHRONOUS, &old);
+    long r = syscall(nr, a, b, c, d, e, f);
+    int saved = errno;
+    pthread_setcanceltype(old, NULL);
+    errno = saved;
+    return r;
+}
+#define RAW(nr, a, b, c, d, e, f)                                              \
+    (int)cancellable_syscall(nr, (long)(a), (long)(b), (long)(c), (long)(d), (long)(e), (long)(f))
+
 static int raw_epoll_pwait(int fd, struct epoll_event *ev, int max, int timeout, const sigset_t *ss)
 {
-    return (int)syscall(SYS_epoll_pwait, fd, ev, max, timeout, ss, SIGSET_BYTES);
+    return RAW(SYS_epoll_pwait, fd, ev, max, timeout, ss, SIGSET_BYTES);
 }
 
 static int raw_epoll_wait(int fd, struct epoll_event *ev, int max, int timeout)
@@ -100,7 +115,7 @@ static int raw_epoll_wait(int fd, struct epoll_event *ev, int max, int timeout)
 static int raw_epoll_pwait2(int fd, struct epoll_event *ev, int max, const struct timespec *t,
                             const sigset_t *ss)
 {
-    return (int)syscall(SYS_epoll_pwait2, fd, ev, max, t, ss, SIGSET_BYTES);
+    return RAW(SYS_epoll_pwait2, fd, ev, max, t, ss, SIGSET_BYTES);
 }
 
 static int raw_ppoll(struct pollfd *fds, nfds_t n, const struct timespec *t, const sigset_t *ss)
@@ -110,17 +125,17 @@ static int raw_ppoll(struct pollfd *fds, nfds_t n, const struct timespec *t, con
         copy = *t;
         tp = &copy;
     }
-    return (int)syscall(SYS_ppoll, fds, n, tp, ss, SIGSET_BYTES);
+    return RAW(SYS_ppoll, fds, n, tp, ss, SIGSET_BYTES, 0);
 }
 
 static int raw_poll(struct pollfd *fds, nfds_t n, int timeout)
 {
-    return (int)syscall(SYS_poll, fds, n, timeout);
+    return RAW(SYS_poll, fds, n, timeout, 0, 0, 0);
 }
 
 static int raw_select(int n, fd_set *r, fd_set *w, fd_set *e, struct timeval *t)
 {
-    return (int)syscall(SYS_select, n, r, w, e, t);
+    return RAW(SYS_select, n, r, w, e, t, 0);
 }
 
 static int raw_pselect(int n, fd_set *r, fd_set *w, fd_set *e, const struct timespec *t,
@@ -135,7 +150,7 @@ static int raw_pselect(int n, fd_set *r, fd_set *w, fd_set *e, const struct time
         const sigset_t *ss;
         size_t size;
     } mask = {ss, SIGSET_BYTES};
-    return (int)syscall(SYS_pselect6, n, r, w, e, tp, &mask);
+    return RAW(SYS_pselect6, n, r, w, e, tp, &mask);
 }
 
 static int raw_poll_chk(struct pollfd *fds, nfds_t n, int timeout, size_t len)
