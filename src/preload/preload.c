@@ -271,7 +271,7 @@ static __attribute__((noinline, cold)) stallwatch_worker *first_wait(void)
 {
     int saved = errno;
     t_kind = THREAD_OTHER;
-    if (sw_shim_thread_worker() == NULL && stallwatch_init(NULL, 0) == 0) {
+    if (stallwatch_init(NULL, 0) == 0 && sw_shim_thread_worker() == NULL) {
         char name[17] = {0};
         if (prctl(PR_GET_NAME, name, 0, 0, 0) != 0)
             name[0] = '\0';

@@ -322,7 +322,22 @@ void stallwatch_unregister(stallwatch_worker *w)
 
 stallwatch_worker *sw_shim_thread_worker(void)
 {
-    return t_worker;
+    if (t_worker)
+        return t_worker;
+    /* Another copy of the shim in this process (the program's static one)
+     * may have registered the thread in the same, adopted table. */
+    if (!__atomic_load_n(&g_live, __ATOMIC_ACQUIRE))
+        return NULL;
+    int32_t tid = (int32_t)gettid();
+    uint32_t n = __atomic_load_n(&header()->slots_high_water, __ATOMIC_ACQUIRE);
+    for (uint32_t i = 0; i < n && i < g_capacity; ++i) {
+        stallwatch_worker *w = slot_at(i);
+        uint32_t state = __atomic_load_n(&w->state, __ATOMIC_ACQUIRE);
+        if ((state == STALLWATCH_SLOT_RUNNING || state == STALLWATCH_SLOT_PARKED) &&
+            __atomic_load_n(&w->tid, __ATOMIC_RELAXED) == tid)
+            return w;
+    }
+    return NULL;
 }
 
 int stallwatch_worker_is_live(const stallwatch_worker *w)

@@ -8,7 +8,8 @@
 #include "stallwatch/table_abi.h"
 
 /* The calling thread's registered worker, or NULL when it has none (the
- * private no-op slot does not count). */
+ * private no-op slot does not count): registered through this copy of the
+ * shim, or found in the table by its tid (another copy registered it). */
 __attribute__((visibility("hidden"))) stallwatch_worker *sw_shim_thread_worker(void);
 
 #endif /* STALLWATCH_SHIM_INTERNAL_H */

@@ -18,7 +18,12 @@
 #include <sys/sem.h>
 #include <unistd.h>
 
+#include <sys/stat.h>
+
 #include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <set>
 #include <chrono>
 #include <cstdio>
 #include <map>
@@ -117,7 +122,8 @@ struct SyscallFixture {
     long workers = 0;
     int sem = -1;
 
-    SyscallFixture() : child({SW_FIXTURE_SYSCALLS, "--timeout-ms", "5", "--period-ms", "5"}) {
+    explicit SyscallFixture(const std::map<std::string, std::string>& env = {})
+        : child({SW_FIXTURE_SYSCALLS, "--timeout-ms", "5", "--period-ms", "5"}, env) {
         auto ready = child.read_line();
         REQUIRE_MESSAGE(ready.has_value(), "the fixture did not say ready");
         pid = child.pid();
@@ -242,9 +248,10 @@ bool traced_or_stopped(pid_t pid, pid_t tid) {
 
 }  // namespace
 
-TEST_CASE("blocking system calls captured thousands of times see no EINTR, early return or "
-          "spurious wake-up, except the calls the kernel fails after any stop") {
-    SyscallFixture fx;
+// Captures every worker of the fixture `target` times and checks what its
+// calls saw. `env`: the fixture's extra environment.
+void captures_are_transparent(const std::map<std::string, std::string>& env, const long target) {
+    SyscallFixture fx(env);
 
     // The workers, as stallwatch finds them: registered and RUNNING.
     auto table = sw::proc::TableFile::open(fx.pid);
@@ -266,7 +273,6 @@ TEST_CASE("blocking system calls captured thousands of times see no EINTR, early
     // Round after round over all workers, until each has been captured
     // `target` times (or the time budget is spent). The maps are read once:
     // they only bound the stack copy, and the stacks do not move.
-    const long target = 5000;
     const auto budget = 20s;
     auto maps = sw::proc::read_maps(fx.pid);
     REQUIRE(maps.ok());
@@ -357,6 +363,41 @@ TEST_CASE("blocking system calls captured thousands of times see no EINTR, early
         }
     }
     CHECK(fx.child.finish() == std::optional<int>(0));
+}
+
+TEST_CASE("blocking system calls captured thousands of times see no EINTR, early return or "
+          "spurious wake-up, except the calls the kernel fails after any stop") {
+    captures_are_transparent({}, 5000);
+}
+
+// The fixture's poll, ppoll, select, pselect, epoll_wait and epoll_pwait go
+// through the preload's wrappers. Its workers are its own (the static shim
+// registered them): the preload adopts its table and leaves them RUNNING,
+// so the captures land inside the wrapped calls.
+TEST_CASE("the same under libstallwatch-preload.so, which wraps half of those calls") {
+    const std::map<std::string, std::string> preload = {{"LD_PRELOAD", SW_PRELOAD_LIBRARY}};
+    {
+        SyscallFixture fx(preload);
+        std::ifstream maps("/proc/" + std::to_string(fx.pid) + "/maps");
+        std::string text((std::istreambuf_iterator<char>(maps)), std::istreambuf_iterator<char>());
+        REQUIRE_MESSAGE(text.find("libstallwatch-preload.so") != std::string::npos, "the preload is not loaded");
+        // The program's shim made the table; the preload adopted it (a dup).
+        auto table = sw::proc::TableFile::open(fx.pid);
+        REQUIRE(table.ok());
+        auto snap = table->read();
+        REQUIRE(snap.ok());
+        CHECK(static_cast<long>(snap->workers.size()) == fx.workers);
+        std::set<ino_t> inodes;
+        for (const auto& fd : std::filesystem::directory_iterator("/proc/" + std::to_string(fx.pid) + "/fd")) {
+            std::error_code ec;
+            auto link = std::filesystem::read_symlink(fd.path(), ec);
+            struct stat st {};
+            if (!ec && link.string() == "/memfd:stallwatch (deleted)" && ::stat(fd.path().c_str(), &st) == 0)
+                inodes.insert(st.st_ino);
+        }
+        CHECK_MESSAGE(inodes.size() == 1, "one table, however many fds name it");
+    }
+    captures_are_transparent(preload, 2000);
 }
 
 TEST_CASE("stallwatch dump in a loop: the same, end to end") {
