@@ -31,6 +31,7 @@
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -266,12 +267,32 @@ static void after_fork_child(void)
     t_inside = 0;
 }
 
+/* The process's name for the table: its command name (/proc/self/comm).
+ * Not argv[0], which servers such as nginx overwrite with a title. */
+static void process_name(char *out, size_t size)
+{
+    out[0] = '\0';
+    int fd = open("/proc/self/comm", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    ssize_t n = read(fd, out, size - 1);
+    close(fd);
+    if (n <= 0)
+        n = 0;
+    out[n] = '\0';
+    char *nl = strchr(out, '\n');
+    if (nl)
+        *nl = '\0';
+}
+
 /* The first wait of a thread: registers it, unless the program did. */
 static __attribute__((noinline, cold)) stallwatch_worker *first_wait(void)
 {
     int saved = errno;
     t_kind = THREAD_OTHER;
-    if (stallwatch_init(NULL, 0) == 0 && sw_shim_thread_worker() == NULL) {
+    char app[17];
+    process_name(app, sizeof app);
+    if (stallwatch_init(app[0] ? app : NULL, 0) == 0 && sw_shim_thread_worker() == NULL) {
         char name[17] = {0};
         if (prctl(PR_GET_NAME, name, 0, 0, 0) != 0)
             name[0] = '\0';
