@@ -13,7 +13,10 @@ SUDO=""
 # never started here (policy-rc.d below) nor enabled. rsyslog, the other
 # daemon those tests run, conflicts with syslog-ng-core (both provide
 # system-log-daemon), so it is unpacked below, not installed; its libraries
-# are installed here.
+# are installed here. redis-server, redis-tools, nginx-light, python3-dbg
+# (the interpreter's debug symbols), nodejs and memcached: the real programs
+# that tests/preload/ runs under libstallwatch-preload.so, unmodified; their
+# services are not started either.
 PACKAGES="
   build-essential cmake pkg-config
   libunwind-dev libdw-dev elfutils
@@ -22,6 +25,7 @@ PACKAGES="
   libclang-rt-14-dev llvm lintian
   elfutils libc6-dbg memcached groff-base
   syslog-ng-core libestr0 libfastjson4 liblognorm5 libzstd1
+  redis-server redis-tools nginx-light python3-dbg nodejs
 "
 # Only touch apt when something is missing: a warm machine sets up in a second.
 missing=""
