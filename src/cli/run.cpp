@@ -35,7 +35,8 @@ constexpr const char* preload_name = "libstallwatch-preload.so";
 
 // Where libstallwatch-preload.so is: $STALLWATCH_PRELOAD_LIBRARY when set,
 // else beside our own executable (a build tree), else where the package
-// installs it.
+// puts it relative to our executable (an unpacked or relocated install),
+// else where it is installed.
 Result<std::string> find_preload_library() {
     if (const char* env = std::getenv("STALLWATCH_PRELOAD_LIBRARY"); env && *env) {
         std::error_code ec;
@@ -46,7 +47,10 @@ Result<std::string> find_preload_library() {
     std::vector<std::string> tried;
     std::error_code ec;
     auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
-    if (!ec) tried.push_back((self.parent_path() / preload_name).string());
+    if (!ec) {
+        tried.push_back((self.parent_path() / preload_name).string());
+        tried.push_back((self.parent_path() / STALLWATCH_PRELOAD_FROM_BINDIR / preload_name).lexically_normal().string());
+    }
     tried.push_back(STALLWATCH_PRELOAD_INSTALLED);
     for (const auto& p : tried)
         if (std::filesystem::is_regular_file(p, ec)) return p;

@@ -94,4 +94,13 @@ for prog in "$work/blocker_pc" "$work/cmake-build/blocker_cmake"; do
         fail "the packaged stallwatch held the stop (test knob honoured?): $(grep 'to sample' "$work/err")"
     sed -n '/STALL #1/,/first frame/p' "$work/err"
 done
+step "run --preload with the packaged libstallwatch-preload.so, found from the unpacked binary"
+[ -f "$libdir/stallwatch/libstallwatch-preload.so" ] || fail "no $libdir/stallwatch/libstallwatch-preload.so in the package"
+# python3 parks in select (a timeout), then blocks in time.sleep for 0.6 s.
+timeout 60 "$root/usr/bin/stallwatch" run --preload --threshold 200ms -- /usr/bin/python3 -c \
+    'import select, time; select.select([], [], [], 0.1); time.sleep(0.6); select.select([], [], [], 0.1)' \
+    >"$work/out" 2>"$work/err" || fail "stallwatch run --preload failed: $(cat "$work/err")"
+grep -q "STALL #1: worker \"python3\"" "$work/err" || fail "no stall report under the preload: $(cat "$work/err")"
+grep -q "clock_nanosleep" "$work/err" || fail "the report does not show the sleep: $(cat "$work/err")"
+sed -n '/STALL #1/,/first frame/p' "$work/err" | head -8
 step "passed"
