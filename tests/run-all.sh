@@ -91,7 +91,7 @@ export DEBUGINFOD_URLS=""   # tests never touch the network
 # Sanitizer reports exit with 86, a status stallwatch never uses, so that a
 # test expecting stallwatch's exit 1 cannot pass on a sanitizer's report.
 export ASAN_OPTIONS=exitcode=86:detect_leaks=1:halt_on_error=1:abort_on_error=0:detect_stack_use_after_return=1:strict_string_checks=1:check_initialization_order=1:strict_init_order=1
-export LSAN_OPTIONS=exitcode=86
+export LSAN_OPTIONS=exitcode=86:suppressions=$top/tests/lsan.supp
 export UBSAN_OPTIONS=exitcode=86:print_stacktrace=1:halt_on_error=1
 
 # ---- 1. g++ ---------------------------------------------------------------

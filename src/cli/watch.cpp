@@ -153,7 +153,8 @@ std::optional<WatchResult> Watcher::round() {
             } else if (!said_no_table_ && now - started_ > std::chrono::seconds(2)) {
                 said_no_table_ = true;
                 fmt::print(err_, "stallwatch: pid {} has no stallwatch table yet (is it linked with the shim and "
-                                 "calling stallwatch_init()?); it runs on, watched as soon as one appears\n",
+                                 "calling stallwatch_init()? an event loop can be run with --preload); it runs on, "
+                                 "watched as soon as one appears\n",
                            pid);
             }
             return std::nullopt;

@@ -314,6 +314,14 @@ static inline stallwatch_worker *wait_begins(int may_block)
     if (t_inside || !__atomic_load_n(&g_watching, __ATOMIC_RELAXED))
         return NULL;
     stallwatch_worker *w = t_loop;
+    if (__builtin_expect(w != sw_shim_worker, 0)) {
+        /* The slot was released under us: the thread is exiting (a later
+         * thread-exit destructor waits) or the program unregistered it. The
+         * slot may belong to another thread by now: never touch it again. */
+        t_loop = NULL;
+        t_kind = THREAD_OTHER;
+        return NULL;
+    }
     if (__builtin_expect(w == NULL, 0)) {
         if (t_kind != THREAD_NEW)
             return NULL;

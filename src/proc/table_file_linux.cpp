@@ -105,7 +105,9 @@ Result<TableFile> TableFile::open(pid_t pid, std::shared_ptr<NamespaceIds> ids) 
             Errc::no_table,
             fmt::format("process {} ({}) has no stallwatch table: link it with the stallwatch "
                         "shim (pkg-config --libs stallwatch) and call stallwatch_init() at "
-                        "start-up, and check that STALLWATCH_DISABLE is not set",
+                        "start-up, or start an event loop with libstallwatch-preload.so in "
+                        "LD_PRELOAD (stallwatch run --preload), and check that STALLWATCH_DISABLE "
+                        "is not set",
                         pid, comm(pid)));
 
     // Normally one. With several (a table inherited from a parent that did

@@ -32,7 +32,8 @@ static int g_key_ready;
 static int g_atfork_ready;
 
 /* The calling thread's slot in the table, or NULL. */
-static __thread stallwatch_worker *t_worker;
+__thread stallwatch_worker *sw_shim_worker; /* shim_internal.h */
+#define t_worker sw_shim_worker
 /* Where ticks of an unregistered or disabled thread go: nobody reads it. */
 static __thread stallwatch_worker t_sink __attribute__((aligned(64)));
 

@@ -7,6 +7,11 @@
 
 #include "stallwatch/table_abi.h"
 
+/* The calling thread's slot, registered through this copy of the shim, or
+ * NULL: set by stallwatch_register, cleared by stallwatch_unregister, at
+ * thread exit and in a forked child. */
+extern __thread stallwatch_worker *sw_shim_worker __attribute__((visibility("hidden")));
+
 /* The calling thread's registered worker, or NULL when it has none (the
  * private no-op slot does not count): registered through this copy of the
  * shim, or found in the table by its tid (another copy registered it). */

@@ -194,14 +194,34 @@ TEST_CASE("dump of a process whose every thread another debugger traces: one lin
 TEST_CASE("dump shows each worker's state and progress as they were at its own capture") {
     // Six workers flip between parked (in parked_wait) and running (in
     // running_work) every millisecond or so: a state read once before the
-    // captures disagrees with the stacks taken after it.
+    // captures disagrees with the stacks taken after it. --all-threads
+    // captures parked workers too; plain dumps leave a worker that is
+    // parked when its turn comes unstopped, and say so.
     Started fx({STALLWATCH_TEST_LIFECYCLE, "--mode", "flip", "--workers", "6"});
     const std::string pid = std::to_string(fx.get("pid"));
-    int matched = 0, wrong = 0;
+    int matched = 0, wrong = 0, unstopped = 0;
     for (int i = 0; i < 6; ++i) {
         auto r = run({stallwatch_binary(), "dump", pid, "--format", "json"});
         REQUIRE(r.exit_code == 0);
         for (const auto& e : json_lines(r.out)) {
+            INFO("plain dump " << i << ": " << e.dump());
+            if (e.value("stallwatch.not_stopped", "") == "parked") {
+                ++unstopped;
+                CHECK(e["stallwatch.worker.state"] == "parked");
+                CHECK(e["frames"].empty());
+                CHECK(e["stallwatch.stop_window_us"] == 0.0);
+            } else {
+                CHECK(!e["frames"].empty());  // running when its turn came, and captured
+            }
+        }
+    }
+    CHECK(unstopped > 0);  // the workers are parked about half of the time
+    for (int i = 0; i < 6; ++i) {
+        auto r = run({stallwatch_binary(), "dump", pid, "--all-threads", "--format", "json"});
+        REQUIRE(r.exit_code == 0);
+        for (const auto& e : json_lines(r.out)) {
+            if (!e.contains("stallwatch.worker.state") || e["stallwatch.worker.state"].is_null()) continue;
+            CHECK_FALSE(e.contains("stallwatch.not_stopped"));
             bool parked_wait = false, running_work = false;
             for (const auto& f : e["frames"]) {
                 parked_wait = parked_wait || f["code.function.name"] == "parked_wait";

@@ -198,9 +198,9 @@ TEST_CASE("a forked child's loop gets a table of its own, and the parent's stays
 
 namespace {
 
-// The fixture's lines without the last ("table=…"), and that last line.
+// The fixture's lines without the last ("tables=…"), and that last line.
 std::pair<std::string, std::string> split_table_line(const std::string& out) {
-    auto at = out.rfind("table=");
+    auto at = out.rfind("tables=");
     if (at == std::string::npos) return {out, ""};
     return {out.substr(0, at), out.substr(at)};
 }
@@ -218,9 +218,35 @@ TEST_CASE("every wrapped wait call returns, fails, times out, takes signals, swa
     CHECK(plain_lines.find("ret=") != std::string::npos);
     CHECK(plain_lines.find("cancel poll=1 epoll_wait=1 select=1 ppoll=1 epoll_pwait=1") != std::string::npos);
     CHECK(pre_lines == plain_lines);
-    CHECK(plain_table == "table=no\n");
-    CHECK(pre_table == "table=yes\n");  // the wrappers were there, and registered the thread
+    CHECK(plain_table == "tables=0\n");
+    CHECK(pre_table == "tables=1\n");  // the wrappers were there, and registered the thread
     CHECK(preloaded.err.empty());
+}
+
+// With the shim linked too: its own table, the preload's wrappers, and
+// still one table. Shared shim: the program binds to the preload's copy.
+// Static shim: two copies, and the second adopts the first's table.
+void one_table_with_the_shim(const std::string& program) {
+    auto plain = run({fixture("sw_fixture_waitcalls")}, 30s);
+    auto shim_only = run({program}, 30s);
+    auto both = run({program}, 30s, {{"LD_PRELOAD", preload_library()}});
+    REQUIRE(shim_only.exit_code == 0);
+    REQUIRE(both.exit_code == 0);
+    auto [plain_lines, plain_table] = split_table_line(plain.out);
+    auto [shim_lines, shim_table] = split_table_line(shim_only.out);
+    auto [both_lines, both_table] = split_table_line(both.out);
+    CHECK(shim_lines == plain_lines);
+    CHECK(both_lines == plain_lines);
+    CHECK(shim_table == "tables=1\n");
+    CHECK(both_table == "tables=1\n");
+}
+
+TEST_CASE("a program linked with the shared shim and preloaded too has one table, and its calls behave the same") {
+    one_table_with_the_shim(fixture("sw_fixture_waitcalls_shim"));
+}
+
+TEST_CASE("a program with the static shim and preloaded too has one table, and its calls behave the same") {
+    one_table_with_the_shim(fixture("sw_fixture_waitcalls_shim_static"));
 }
 
 TEST_CASE("when the C library's wait functions cannot be found, one line says so and every call passes "
@@ -233,7 +259,7 @@ TEST_CASE("when the C library's wait functions cannot be found, one line says so
     auto [plain_lines, plain_table] = split_table_line(plain.out);
     auto [lines, table] = split_table_line(failed.out);
     CHECK(lines == plain_lines);
-    CHECK(table == "table=no\n");
+    CHECK(table == "tables=0\n");
     CHECK(failed.err ==
           "stallwatch-preload: 10 of the C library's wait functions were not found (dlsym RTLD_NEXT); passing "
           "every wait through unwatched\n");
@@ -278,7 +304,7 @@ TEST_CASE("run --preload on a set-user-ID program: the loader ignores LD_PRELOAD
     INFO(r.err);
     CHECK(r.exit_code == 0);
     CHECK(r.out.find("cancel poll=1") != std::string::npos);  // it ran, all of it
-    CHECK(r.out.find("table=no") != std::string::npos);       // without the preload
+    CHECK(r.out.find("tables=0") != std::string::npos);      // without the preload
     CHECK(r.err.find("is set-user-ID (owner uid 65534): the dynamic loader runs it in secure-execution mode "
                      "and ignores LD_PRELOAD") != std::string::npos);
 }

@@ -264,13 +264,24 @@ TEST_CASE("the largest table the format allows, and capacities beyond it") {
         CHECK(stalls() <= 20 + static_cast<std::size_t>(secs) + 2);
         CHECK(w.child.finish(5s) == std::optional<int>(0));
     }
-    SUBCASE("2048 slots naming one thread: dump stops that thread once, in bounded time") {
+    SUBCASE("2048 slots naming one thread: dump shows it once, parked as its first slot says, unstopped") {
         Writer w({"--mode", "huge", "--capacity", "2048"});
+        auto r = run({stallwatch_binary(), "dump", pid_arg(w.pid)}, 30s);
+        CHECK_FALSE(r.timed_out);
+        CHECK(r.exit_code == 0);
+        CHECK(r.out.find("worker \"idle-0\"") != std::string::npos);  // the first slot that names it
+        CHECK(count_of(r.out, "\n  thread: ") == 1);
+        CHECK(count_of(r.out, "parked: waiting for work, not stopped") == 1);
+        CHECK(held_threads(w.pid).empty());
+        CHECK(w.child.finish(5s) == std::optional<int>(0));
+    }
+    SUBCASE("2048 RUNNING slots naming one thread: dump stops that thread once, in bounded time") {
+        Writer w({"--mode", "huge", "--capacity", "2048", "--running-all"});
         auto t0 = Clock::now();
         auto r = run({stallwatch_binary(), "dump", pid_arg(w.pid)}, 30s);
         CHECK_FALSE(r.timed_out);
         CHECK(r.exit_code == 0);
-        CHECK(has_stack(r.out, "idle-0", "own_main"));  // the first slot that names it
+        CHECK(has_stack(r.out, "own-0", "own_main"));  // the first slot that names it
         CHECK(count_of(r.out, "\n  thread: ") == 1);
         MESSAGE("dump of 2048 workers took "
                 << std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count() << " ms");
