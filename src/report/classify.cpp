@@ -34,6 +34,12 @@ FrameClass by_function(std::string_view fn) {
                              "event_base_loop", "g_main_loop", "g_main_context", "tokio::runtime::",
                              "folly::EventBase"}))
         return FrameClass::runtime;
+    // Rust: the standard library, the async runtime and its ecosystem, as
+    // demangled by symbolize/rust_demangle (a leading '<' opens an impl).
+    if (starts_with_any(fn, {"core::", "<core::", "alloc::", "<alloc::", "<std::", "__rust_try", "tokio::",
+                             "<tokio::", "hyper::", "<hyper::", "futures", "<futures", "mio::", "<mio::",
+                             "stallwatch::tokio_runtime::", "<stallwatch::tokio_runtime::"}))
+        return FrameClass::runtime;
     return FrameClass::application;
 }
 

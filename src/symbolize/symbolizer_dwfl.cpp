@@ -21,12 +21,14 @@
 
 #include "common/unique_fd.hpp"
 #include "proc/loaded_module.hpp"
+#include "symbolize/rust_demangle.hpp"
 #include "symbolize/symbolizer.hpp"
 
 namespace sw::symbolize {
 
 std::string demangle(const char* name) {
     if (!name) return {};
+    if (auto rust = demangle_rust(name)) return *rust;
     if (name[0] == '_' && name[1] == 'Z') {
         int status = 0;
         char* d = abi::__cxa_demangle(name, nullptr, nullptr, &status);
