@@ -260,8 +260,14 @@ static TLS unsigned char t_inside; /* in a wait of ours: a nested one passes */
 
 /* A forked child starts with no table (the shim drops the parent's): its
  * loop threads register again, in a table of the child's own. */
+/* Set once stallwatch_init has been called: the table's name matters only
+ * to the call that makes it (later calls return its result), so later first
+ * waits skip reading /proc/self/comm. A forked child makes a table anew. */
+static int g_init_tried;
+
 static void after_fork_child(void)
 {
+    __atomic_store_n(&g_init_tried, 0, __ATOMIC_RELAXED);
     t_loop = NULL;
     t_kind = THREAD_NEW;
     t_inside = 0;
@@ -290,9 +296,12 @@ static __attribute__((noinline, cold)) stallwatch_worker *first_wait(void)
 {
     int saved = errno;
     t_kind = THREAD_OTHER;
-    char app[17];
-    process_name(app, sizeof app);
-    if (stallwatch_init(app[0] ? app : NULL, 0) == 0 && sw_shim_thread_worker() == NULL) {
+    char app[17] = {0};
+    if (!__atomic_load_n(&g_init_tried, __ATOMIC_ACQUIRE))
+        process_name(app, sizeof app);
+    int init = stallwatch_init(app[0] ? app : NULL, 0);
+    __atomic_store_n(&g_init_tried, 1, __ATOMIC_RELEASE);
+    if (init == 0 && sw_shim_thread_worker() == NULL) {
         char name[17] = {0};
         if (prctl(PR_GET_NAME, name, 0, 0, 0) != 0)
             name[0] = '\0';

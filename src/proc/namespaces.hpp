@@ -47,6 +47,8 @@ public:
 
 private:
     void rescan();
+    // `id` through `map` (to_host_ or to_inner_), rescanning once on a miss.
+    pid_t lookup(const std::unordered_map<pid_t, pid_t>& map, pid_t id);
 
     pid_t pid_;
     bool nested_ = false;

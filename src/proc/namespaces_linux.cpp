@@ -60,25 +60,19 @@ void NamespaceIds::rescan() {
     }
 }
 
-pid_t NamespaceIds::host_tid(pid_t inner) {
-    if (!nested_) return inner;
-    auto it = to_host_.find(inner);
-    if (it == to_host_.end()) {
-        rescan();
-        it = to_host_.find(inner);
+pid_t NamespaceIds::lookup(const std::unordered_map<pid_t, pid_t>& map, pid_t id) {
+    if (!nested_) return id;
+    auto it = map.find(id);
+    if (it == map.end()) {
+        rescan();  // a thread started since: it refills `map`
+        it = map.find(id);
     }
-    return it == to_host_.end() ? 0 : it->second;
+    return it == map.end() ? 0 : it->second;
 }
 
-pid_t NamespaceIds::inner_tid(pid_t host) {
-    if (!nested_) return host;
-    auto it = to_inner_.find(host);
-    if (it == to_inner_.end()) {
-        rescan();
-        it = to_inner_.find(host);
-    }
-    return it == to_inner_.end() ? 0 : it->second;
-}
+pid_t NamespaceIds::host_tid(pid_t inner) { return lookup(to_host_, inner); }
+
+pid_t NamespaceIds::inner_tid(pid_t host) { return lookup(to_inner_, host); }
 
 void NamespaceIds::translate(table::Snapshot& snap) {
     if (!nested_) return;
