@@ -16,7 +16,10 @@ SUDO=""
 # are installed here. redis-server, redis-tools, nginx-light, python3-dbg
 # (the interpreter's debug symbols), nodejs and memcached: the real programs
 # that tests/preload/ runs under libstallwatch-preload.so, unmodified; their
-# services are not started either.
+# services are not started either. librust-tokio-dev, librust-hyper-dev and
+# librust-libc-dev: the crates the Rust binding (bindings/rust) builds from,
+# offline; cargo itself is Debian's only where the machine has none (rustup's
+# in ~/.cargo/bin is used when present).
 PACKAGES="
   build-essential cmake pkg-config
   libunwind-dev libdw-dev elfutils
@@ -26,7 +29,11 @@ PACKAGES="
   elfutils libc6-dbg memcached groff-base
   syslog-ng-core libestr0 libfastjson4 liblognorm5 libzstd1
   redis-server redis-tools nginx-light python3-dbg nodejs
+  librust-tokio-dev librust-hyper-dev librust-libc-dev
 "
+if ! command -v cargo >/dev/null 2>&1 && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/cargo" ]; then
+  PACKAGES="$PACKAGES cargo"
+fi
 # Only touch apt when something is missing: a warm machine sets up in a second.
 missing=""
 for p in $PACKAGES; do

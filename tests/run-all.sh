@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up and passes the tests on Debian 12. This is what CI runs (.ci/run).
 #
-#   1. g++ build, warnings as errors, test hooks on; the whole suite. A
+#   1. g++ build, warnings as errors, test hooks on, with the Rust crate
+#      (bindings/rust, built by cargo from Debian's crates); the whole suite. A
 #      one-minute soak with bounds (bench/soak.sh). The Debian packages,
 #      built without test hooks, linted and used (tests/package/package-test.sh).
 #   2. clang build with AddressSanitizer + UndefinedBehaviorSanitizer on the
@@ -97,10 +98,10 @@ export UBSAN_OPTIONS=exitcode=86:print_stacktrace=1:halt_on_error=1
 # ---- 1. g++ ---------------------------------------------------------------
 gcc_build() {
     cmake -S "$top" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTALLWATCH_WERROR=ON \
-        -DSTALLWATCH_TEST_HOOKS=ON >/dev/null
+        -DSTALLWATCH_TEST_HOOKS=ON -DSTALLWATCH_BUILD_RUST=ON >/dev/null
     cmake --build "$build" -j"$jobs"
 }
-step "g++ build in $build" gcc_build
+step "g++ build in $build (and the Rust crate, with cargo)" gcc_build
 step "g++: the whole suite" run_ctest "$build"
 step "soak: one minute of attach on a target that stalls every second, with bounds" \
     env SOAK_SECONDS=60 SOAK_CHECK=1 BUILD_DIR="$build" "$top/bench/soak.sh"

@@ -37,7 +37,8 @@ FrameClass by_function(std::string_view fn) {
     // Rust: the standard library, the async runtime and its ecosystem, as
     // demangled by symbolize/rust_demangle (a leading '<' opens an impl).
     if (starts_with_any(fn, {"core::", "<core::", "alloc::", "<alloc::", "<std::", "__rust_try", "tokio::",
-                             "<tokio::", "hyper::", "<hyper::", "futures", "<futures", "mio::", "<mio::",
+                             "<tokio::", "hyper::", "<hyper::", "h2::", "<h2::", "futures", "<futures", "mio::", "<mio::",
+                             "tracing::", "<tracing::",
                              "stallwatch::tokio_runtime::", "<stallwatch::tokio_runtime::"}))
         return FrameClass::runtime;
     return FrameClass::application;
@@ -90,6 +91,9 @@ FrameClass classify(const symbolize::Frame& f, const std::string& executable) {
             return FrameClass::cxx_runtime;
         if (starts_with_any(file, {"/usr/include/"})) return FrameClass::runtime;
     }
+    // Rust's std shares C++'s "std::" prefix: its source files tell them apart.
+    if (f.location && f.location->file.ends_with(".rs") && f.function.starts_with("std::"))
+        return FrameClass::runtime;
     if (auto c = by_function(f.function); c != FrameClass::application) return c;
     if (f.static_executable && libc_in_static_executable(f)) return FrameClass::libc;
     if (!executable.empty() && f.module == executable) return FrameClass::application;

@@ -55,15 +55,27 @@ void frame_line(std::ostream& out, const symbolize::Frame& f, std::size_t number
                    module_of(f));
 }
 
-// A run of runtime frames [first, last] as one line: their functions, innermost first.
+// A run of runtime frames [first, last] as one line: their functions, innermost
+// first. A long run (a tokio worker has some 60 frames between the handler and
+// the thread's start) names its first kFoldHead and last kFoldTail frames and
+// counts the rest; --full shows every frame.
+constexpr std::size_t kFoldHead = 3, kFoldTail = 2;
+
 void folded_line(std::ostream& out, const std::vector<symbolize::Frame>& frames, std::size_t first,
                  std::size_t last) {
     std::string names;
     std::set<std::string> modules;
+    const std::size_t count = last - first + 1;
+    const bool elide = count > kFoldHead + kFoldTail + 1;
     for (std::size_t i = first; i <= last; ++i) {
+        if (!frames[i].module.empty()) modules.insert(printable(basename_of(frames[i].module)));
+        const std::size_t k = i - first;
+        if (elide && k >= kFoldHead && k < count - kFoldTail) {
+            if (k == kFoldHead) names += fmt::format(" < ... {} more ...", count - kFoldHead - kFoldTail);
+            continue;
+        }
         if (!names.empty()) names += " < ";
         names += function_of(frames[i]);
-        if (!frames[i].module.empty()) modules.insert(printable(basename_of(frames[i].module)));
     }
     std::string mods;
     for (const auto& m : modules) mods += (mods.empty() ? "" : ", ") + m;

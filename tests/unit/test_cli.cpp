@@ -181,6 +181,30 @@ TEST_CASE("frame classes") {
     CHECK(classify(frame("", ""), exe) == FrameClass::unknown);
 }
 
+TEST_CASE("Rust frames: std, core, tokio, hyper, h2, futures, mio and tracing are runtime, the crate's own are not") {
+    using sw::report::classify;
+    using sw::report::FrameClass;
+    const std::string exe = "/srv/app/bin/http-blocking";
+    // Rust's std by its source file (C++'s std:: is cxx_runtime, above).
+    CHECK(classify(frame("std::thread::functions::sleep", exe, "library/std/src/thread/functions.rs"), exe) ==
+          FrameClass::runtime);
+    for (const char* fn : {"<std::sys::thread::unix::Thread>::new::thread_start",
+                           "core::ops::function::FnOnce::call_once{{vtable.shim}}",
+                           "<core::panic::unwind_safe::AssertUnwindSafe<F> as core::ops::function::FnOnce<()>>::call_once",
+                           "alloc::boxed::Box<T>::new", "__rust_try",
+                           "tokio::runtime::task::harness::poll_future",
+                           "<tokio::runtime::blocking::task::BlockingTask<T> as core::future::future::Future>::poll",
+                           "hyper::proto::h1::dispatch::Dispatcher<D,Bs,I,T>::poll_loop", "h2::proto::connection::poll",
+                           "futures_util::future::future::FutureExt::poll_unpin", "mio::poll::Poll::poll",
+                           "tracing::instrument::Instrumented<T>::poll",
+                           "<stallwatch::tokio_runtime::Instrumented<F> as core::future::future::Future>::poll"})
+        CHECK_MESSAGE(classify(frame(fn, exe), exe) == FrameClass::runtime, fn);
+    for (const char* fn : {"http_blocking::handle::{{closure}}", "http_blocking::main",
+                           "<http_blocking::Instrumented as hyper::rt::Executor<F>>::execute", "stallwatch::Worker::tick",
+                           "tokio_busy::stuck_in_poll", "hyperion::serve", "mioto::run"})
+        CHECK_MESSAGE(classify(frame(fn, exe), exe) == FrameClass::application, fn);
+}
+
 TEST_CASE("fingerprints: application frames only, no addresses, no paths, no glibc internals") {
     const std::string exe = "/build/a/sw_fixture_stall";
     auto libc_dbg = frame("__GI___clock_nanosleep", "/usr/lib/x86_64-linux-gnu/libc.so.6");

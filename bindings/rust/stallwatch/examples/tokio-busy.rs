@@ -37,6 +37,8 @@ fn main() {
         tokio::time::sleep(Duration::from_millis(2300)).await;
         println!("stuck");
         tokio::spawn(async { stuck_in_poll() }).await.unwrap();
+        // The worker parks: the monitor sees the stall end before the exit.
+        tokio::time::sleep(Duration::from_millis(300)).await;
         println!("done");
     });
 }

@@ -1,10 +1,23 @@
 // The #[repr(C)] layouts against the C header: a C program built from
 // include/stallwatch/table_abi.h prints every offset and size, and they
 // must equal the Rust ones.
-use std::mem::{offset_of, size_of};
+use std::mem::size_of;
 use std::process::Command;
 
 use stallwatch::{Header, Slot};
+
+// A field's offset without `std::mem::offset_of!` (Rust 1.77), so that the
+// test builds with Debian's rustc too: the field's address in an
+// uninitialised value, minus the value's.
+macro_rules! offset_of {
+    ($t:ty, $f:ident) => {{
+        let v = std::mem::MaybeUninit::<$t>::uninit();
+        let base = v.as_ptr();
+        // Safety: addr_of! takes the address without reading the field.
+        let field = unsafe { std::ptr::addr_of!((*base).$f) };
+        field as usize - base as usize
+    }};
+}
 
 #[test]
 fn every_offset_and_size_matches_the_c_header() {
