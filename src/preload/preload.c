@@ -257,6 +257,14 @@ enum thread_kind {
 static TLS stallwatch_worker *t_loop;
 static TLS unsigned char t_kind;
 static TLS unsigned char t_inside; /* in a wait of ours: a nested one passes */
+/* A thread registered under the process's own name may not have been named
+ * yet: programs often name a thread from the thread that created it, after
+ * pthread_create (memcached's mc-worker), and the new thread can reach its
+ * first wait before that. Its next few waits look at the name again, and a
+ * new name re-registers it. */
+enum { NAME_CHECKS = 16 };
+static TLS unsigned char t_name_checks;
+static TLS char t_name[17];
 
 /* A forked child starts with no table (the shim drops the parent's): its
  * loop threads register again, in a table of the child's own. */
@@ -264,6 +272,9 @@ static TLS unsigned char t_inside; /* in a wait of ours: a nested one passes */
  * to the call that makes it (later calls return its result), so later first
  * waits skip reading /proc/self/comm. A forked child makes a table anew. */
 static int g_init_tried;
+/* The process's command name, read with the table's first registration: a
+ * thread registered under it may be renamed later (t_name_checks). */
+static char g_comm[17];
 
 static void after_fork_child(void)
 {
@@ -271,6 +282,7 @@ static void after_fork_child(void)
     t_loop = NULL;
     t_kind = THREAD_NEW;
     t_inside = 0;
+    t_name_checks = 0;
 }
 
 /* The process's name for the table: its command name (/proc/self/comm).
@@ -297,8 +309,10 @@ static __attribute__((noinline, cold)) stallwatch_worker *first_wait(void)
     int saved = errno;
     t_kind = THREAD_OTHER;
     char app[17] = {0};
-    if (!__atomic_load_n(&g_init_tried, __ATOMIC_ACQUIRE))
+    if (!__atomic_load_n(&g_init_tried, __ATOMIC_ACQUIRE)) {
         process_name(app, sizeof app);
+        memcpy(g_comm, app, sizeof g_comm); /* racing first waits write the same */
+    }
     int init = stallwatch_init(app[0] ? app : NULL, 0);
     __atomic_store_n(&g_init_tried, 1, __ATOMIC_RELEASE);
     if (init == 0 && sw_shim_thread_worker() == NULL) {
@@ -309,6 +323,10 @@ static __attribute__((noinline, cold)) stallwatch_worker *first_wait(void)
         if (stallwatch_worker_is_live(w)) {
             t_loop = w;
             t_kind = THREAD_LOOP;
+            if (name[0] && strcmp(name, g_comm) == 0 && (pid_t)syscall(SYS_gettid) != getpid()) {
+                memcpy(t_name, name, sizeof t_name);
+                t_name_checks = NAME_CHECKS;
+            }
         }
     }
     errno = saved;
@@ -346,6 +364,28 @@ static inline stallwatch_worker *wait_begins(int may_block)
     return w;
 }
 
+/* After a wait of a thread registered under the process's name: if it has
+ * been named since, it registers again under its name (the monitor sees the
+ * old worker leave and the named one come). errno is kept. */
+static __attribute__((noinline, cold)) void recheck_name(stallwatch_worker *w)
+{
+    int saved = errno;
+    char name[17] = {0};
+    --t_name_checks;
+    if (prctl(PR_GET_NAME, name, 0, 0, 0) == 0 && name[0] && strcmp(name, t_name) != 0) {
+        t_name_checks = 0;
+        stallwatch_unregister(w);
+        stallwatch_worker *again = stallwatch_register(name);
+        if (stallwatch_worker_is_live(again)) {
+            t_loop = again;
+        } else {
+            t_loop = NULL;
+            t_kind = THREAD_OTHER;
+        }
+    }
+    errno = saved;
+}
+
 /* Called after it: the loop is back; one turn done. Plain stores: errno and
  * the call's result are untouched. */
 static inline void wait_ends(stallwatch_worker *w)
@@ -353,6 +393,8 @@ static inline void wait_ends(stallwatch_worker *w)
     if (!w)
         return;
     stallwatch_unpark(w);
+    if (__builtin_expect(t_name_checks != 0, 0))
+        recheck_name(w);
     t_inside = 0;
 }
 

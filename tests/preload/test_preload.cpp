@@ -79,6 +79,9 @@ TEST_CASE("a loop nobody changed: its blocked handler is reported with function 
     REQUIRE(poller.size() == 1);
     CHECK(poller[0].find("running") != std::string::npos);  // zero-timeout polls never park
     CHECK(worker_lines(status, "pool-worker").empty());     // never waits in a wrapped call
+    // Named by the main thread after its first wait: registered again under
+    // its name at a later wait; only the main thread has the process's name.
+    CHECK(worker_lines(status, "late-named").size() == 1);
     CHECK(events_of(read_events(out), "stall").empty());
 
     // One handler blocks 800 ms.
