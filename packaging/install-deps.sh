@@ -19,7 +19,8 @@ SUDO=""
 # services are not started either. librust-tokio-dev, librust-hyper-dev and
 # librust-libc-dev: the crates the Rust binding (bindings/rust) builds from,
 # offline; cargo itself is Debian's only where the machine has none (rustup's
-# in ~/.cargo/bin is used when present).
+# in ~/.cargo/bin is used when present). libboost-dev (Boost.Asio, header-only)
+# and libuv1-dev: the adapters' fixtures (fixtures/adapters).
 PACKAGES="
   build-essential cmake pkg-config
   libunwind-dev libdw-dev elfutils
@@ -30,6 +31,7 @@ PACKAGES="
   syslog-ng-core libestr0 libfastjson4 liblognorm5 libzstd1
   redis-server redis-tools nginx-light python3-dbg nodejs
   librust-tokio-dev librust-hyper-dev librust-libc-dev
+  libboost-dev libuv1-dev
 "
 if ! command -v cargo >/dev/null 2>&1 && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/cargo" ]; then
   PACKAGES="$PACKAGES cargo"

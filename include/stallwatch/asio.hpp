@@ -1,0 +1,71 @@
+// stallwatch for Boost.Asio (1.74 and later): one call makes every thread
+// that runs handlers of an execution context a watched worker.
+//
+//     stallwatch_init("my-service", 0);
+//     boost::asio::io_context ctx;               // or boost::asio::thread_pool
+//     stallwatch::asio::watch(ctx, "io");       // threads become io-0, io-1, ...
+//     ... ctx.run() on as many threads as you like
+//
+// A worker is RUNNING while it runs a handler or a coroutine step, and
+// PARKED while the context waits for work, so idle pool threads are never
+// reported and a handler that blocks is. It needs Asio's handler tracking
+// hooks: build every file that includes Asio with
+// -DBOOST_ASIO_CUSTOM_HANDLER_TRACKING='"stallwatch/asio_tracking.hpp"'
+// (CMake: link stallwatch::asio). docs/adapters.md explains the choice.
+#ifndef STALLWATCH_ASIO_HPP
+#define STALLWATCH_ASIO_HPP
+
+#include <boost/asio/execution_context.hpp>
+
+#include <cstring>
+#include <mutex>
+#include <stdexcept>
+
+#include "stallwatch/stallwatch.h"
+
+#if !defined(STALLWATCH_ASIO_TRACKING)
+#error "stallwatch/asio.hpp needs Asio's handler tracking hooks: compile with -DBOOST_ASIO_CUSTOM_HANDLER_TRACKING='\"stallwatch/asio_tracking.hpp\"' (CMake: target_link_libraries(... stallwatch::asio))"
+#endif
+
+namespace stallwatch::asio_detail {
+// Serialises watch() and unwatch(); operations read the records without it.
+inline std::mutex& watch_mutex() {
+    static std::mutex m;
+    return m;
+}
+}  // namespace stallwatch::asio_detail
+
+namespace stallwatch::asio {
+
+// Watches `context`: each thread that runs one of its handlers is registered
+// at its first handler, as "<prefix>-<n>" (n from 0, in that order). Call it
+// before the threads run the context. Watching the same context again
+// changes nothing. Throws std::length_error past 64 watched contexts.
+inline void watch(boost::asio::execution_context& context, const char* prefix) {
+    using namespace ::stallwatch::asio_detail;
+    std::lock_guard<std::mutex> lock(watch_mutex());
+    const void* key = &context;
+    if (find(key) != nullptr) return;
+    const std::size_t used = records_used.load(std::memory_order_relaxed);
+    std::size_t slot = used;
+    for (std::size_t i = 0; i < used && slot == used; ++i)  // a record freed by unwatch()
+        if (records[i].context.load(std::memory_order_relaxed) == nullptr) slot = i;
+    if (slot == max_watched) throw std::length_error("stallwatch::asio::watch: more than 64 watched contexts");
+    watch_record& r = records[slot];
+    std::memset(r.prefix, 0, sizeof r.prefix);
+    std::strncpy(r.prefix, prefix != nullptr ? prefix : "asio", sizeof r.prefix - 1);
+    r.context.store(key, std::memory_order_release);  // the prefix is seen with it
+    if (slot == used) records_used.store(used + 1, std::memory_order_release);
+}
+
+// Stops watching `context` (before destroying it). Operations created
+// afterwards are not tracked; threads already registered keep their slots
+// until they exit.
+inline void unwatch(boost::asio::execution_context& context) {
+    std::lock_guard<std::mutex> lock(::stallwatch::asio_detail::watch_mutex());
+    if (auto* r = ::stallwatch::asio_detail::find(&context)) r->context.store(nullptr, std::memory_order_relaxed);
+}
+
+}  // namespace stallwatch::asio
+
+#endif  // STALLWATCH_ASIO_HPP

@@ -1,0 +1,123 @@
+/*
+ * stallwatch for libuv: one call per loop makes the thread that runs it a
+ * watched worker. Header-only; needs <uv.h> (libuv1-dev) and the shim.
+ *
+ *     stallwatch_init("my-service", 0);
+ *     uv_loop_t *loop = uv_default_loop();
+ *     stallwatch_uv *sw = stallwatch_uv_watch(loop, "uv-main");
+ *     uv_run(loop, UV_RUN_DEFAULT);
+ *     stallwatch_uv_unwatch(sw);          (on the loop's thread)
+ *
+ * How: a prepare handle runs just before the loop polls for I/O. When the
+ * loop is about to block (uv_backend_timeout() is not 0), the worker parks;
+ * when it will only look (an active idle handle, pending callbacks), it ticks.
+ * A check handle runs right after the poll: the worker unparks and ticks.
+ * Timers, I/O callbacks and everything else then run RUNNING, so a callback
+ * that blocks stops the counter and is reported, while an idle loop is
+ * PARKED and a busy one ticks every iteration.
+ *
+ * Both handles are unref'd: they never keep uv_run() from returning. The
+ * worker is registered in the first prepare callback, on the thread that
+ * runs the loop, named `name` (copied). docs/adapters.md has the details.
+ */
+#ifndef STALLWATCH_UV_H
+#define STALLWATCH_UV_H
+
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "stallwatch/stallwatch.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct stallwatch_uv {
+    uv_prepare_t prepare;   /* first: the block starts with a handle */
+    uv_check_t check;
+    stallwatch_worker *worker; /* NULL until the loop's first iteration */
+    int open_handles;          /* freed when both close callbacks have run */
+    char name[STALLWATCH_WORKER_NAME_SIZE];
+} stallwatch_uv;
+
+static inline void stallwatch_uv__prepare(uv_prepare_t *h)
+{
+    stallwatch_uv *sw = (stallwatch_uv *)h->data;
+    if (sw->worker == NULL)
+        sw->worker = stallwatch_register(sw->name);
+    if (uv_backend_timeout(h->loop) != 0)
+        stallwatch_park(sw->worker);
+    else
+        stallwatch_tick(sw->worker);
+}
+
+static inline void stallwatch_uv__check(uv_check_t *h)
+{
+    stallwatch_uv *sw = (stallwatch_uv *)h->data;
+    if (sw->worker != NULL)
+        stallwatch_unpark(sw->worker);
+}
+
+static inline void stallwatch_uv__closed(uv_handle_t *h)
+{
+    stallwatch_uv *sw = (stallwatch_uv *)h->data;
+    if (--sw->open_handles == 0)
+        free(sw);
+}
+
+/*
+ * Watches `loop`. Returns NULL (and watches nothing) when memory or libuv
+ * fails; the loop then runs unwatched. Call it on any thread, before or
+ * between runs of the loop, never from inside another thread's uv_run().
+ */
+static inline stallwatch_uv *stallwatch_uv_watch(uv_loop_t *loop, const char *name)
+{
+    stallwatch_uv *sw = (stallwatch_uv *)calloc(1, sizeof *sw);
+    if (sw == NULL)
+        return NULL;
+    if (name != NULL)
+        strncpy(sw->name, name, sizeof sw->name - 1);
+    if (uv_prepare_init(loop, &sw->prepare) != 0) {
+        free(sw);
+        return NULL;
+    }
+    if (uv_check_init(loop, &sw->check) != 0) {
+        sw->prepare.data = sw;
+        sw->open_handles = 1;
+        uv_close((uv_handle_t *)&sw->prepare, stallwatch_uv__closed);
+        return NULL;
+    }
+    sw->prepare.data = sw;
+    sw->check.data = sw;
+    sw->open_handles = 2;
+    uv_prepare_start(&sw->prepare, stallwatch_uv__prepare);
+    uv_check_start(&sw->check, stallwatch_uv__check);
+    uv_unref((uv_handle_t *)&sw->prepare);
+    uv_unref((uv_handle_t *)&sw->check);
+    return sw;
+}
+
+/*
+ * Stops watching: releases the worker's slot and closes both handles; their
+ * memory is freed by the loop when it next runs (uv_run(), as before
+ * uv_loop_close()). Call it on the loop's thread, outside uv_run() or from a
+ * callback of that loop. NULL is ignored.
+ */
+static inline void stallwatch_uv_unwatch(stallwatch_uv *sw)
+{
+    if (sw == NULL)
+        return;
+    if (sw->worker != NULL) {
+        stallwatch_unregister(sw->worker);
+        sw->worker = NULL;
+    }
+    uv_close((uv_handle_t *)&sw->prepare, stallwatch_uv__closed);
+    uv_close((uv_handle_t *)&sw->check, stallwatch_uv__closed);
+}
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* STALLWATCH_UV_H */

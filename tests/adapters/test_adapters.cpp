@@ -1,0 +1,233 @@
+// The adapters (docs/adapters.md) on their fixtures, watched by `stallwatch
+// run`: Boost.Asio in the three pool shapes (fixtures/adapters/asio_echo.cpp)
+// and a libuv loop in four modes (fixtures/adapters/uv_loop.c). A handler or
+// callback that blocks is reported on its own thread, at its line; idle
+// threads, idle loops, busy loops and loaded pools never are.
+#include <doctest/doctest.h>
+#include <sys/wait.h>
+
+#include <thread>
+
+#include "preload/preload_run.hpp"
+#include "support/markers.hpp"
+#include "support/net.hpp"
+#include "support/process.hpp"
+
+using namespace sw::test;
+
+namespace {
+
+std::string fixture_path(const std::string& name) { return fixture("adapters/" + name); }
+
+// A fixture started under `stallwatch run --threshold 200ms -f json -o FILE`.
+struct Watched {
+    TempDir dir{"sw-adapters"};
+    std::string events = dir.file("events.json");
+    Child child;
+    pid_t pid = -1;
+    int port = -1;
+
+    explicit Watched(std::vector<std::string> argv)
+        : child([&] {
+              std::vector<std::string> a{stallwatch_binary(), "run", "--threshold", "200ms", "-f", "json", "-o",
+                                         events, "--"};
+              a.insert(a.end(), argv.begin(), argv.end());
+              return a;
+          }()) {
+        auto ready = child.read_line(15s);
+        REQUIRE_MESSAGE(ready.has_value(), "no ready line from " << argv[0]);
+        pid = static_cast<pid_t>(field(*ready, "pid").value_or(-1));
+        port = static_cast<int>(field(*ready, "port").value_or(-1));
+        REQUIRE(pid > 0);
+    }
+
+    std::vector<nlohmann::json> stalls() const { return events_of(read_events(events), "stall"); }
+    std::string status() const { return run({stallwatch_binary(), "status", std::to_string(pid)}).out; }
+};
+
+// Worker lines of `stallwatch status` whose name starts with `prefix`, and
+// how many of them are parked.
+std::pair<int, int> workers(const std::string& status, const std::string& prefix) {
+    int all = 0, parked = 0;
+    std::istringstream in(status);
+    for (std::string line; std::getline(in, line);) {
+        std::istringstream cols(line);
+        std::string slot, tid, state, progress, name;
+        if (!(cols >> slot >> tid >> state >> progress >> name) || name.rfind(prefix, 0) != 0) continue;
+        ++all;
+        parked += state == "parked";
+    }
+    return {all, parked};
+}
+
+// `clients` connections sending lines and reading the echo for `length`;
+// returns how many were echoed.
+long echo_load(int port, int clients, std::chrono::milliseconds length) {
+    std::atomic<long> echoed{0};
+    const auto end = std::chrono::steady_clock::now() + length;
+    std::vector<std::thread> ts;
+    for (int i = 0; i < clients; ++i)
+        ts.emplace_back([&, i] {
+            int s = connect_to(port);
+            if (s < 0) return;
+            for (long n = 0; std::chrono::steady_clock::now() < end; ++n) {
+                const std::string line = "client " + std::to_string(i) + " line " + std::to_string(n) + "\n";
+                if (!exchange(s, line, line)) break;
+                ++echoed;
+            }
+            ::close(s);
+        });
+    for (auto& t : ts) t.join();
+    return echoed;
+}
+
+// The Asio checks for one shape: idle, then load, then one blocked handler.
+void asio_shape(const std::string& shape, const std::string& prefix, std::chrono::milliseconds idle) {
+    Watched w({fixture_path("sw_fixture_asio_echo"), "--shape", shape, "--threads", "4"});
+    REQUIRE(w.port > 0);
+
+    std::this_thread::sleep_for(idle);
+    CHECK(w.stalls().empty());
+
+    const long echoed = echo_load(w.port, 4, 3s);
+    MESSAGE(shape << ": " << echoed << " lines echoed in 3 s");
+    CHECK(echoed > 1000);
+    auto [registered, parked] = workers(w.status(), prefix);
+    CHECK(registered >= 2);  // threads register at their first handler
+    CHECK(parked == registered);
+    CHECK(w.stalls().empty());
+
+    int s = connect_to(w.port);
+    REQUIRE(s >= 0);
+    const auto t0 = std::chrono::steady_clock::now();
+    CHECK(exchange(s, "block\n", "42 block\n"));
+    ::close(s);
+    CHECK(std::chrono::steady_clock::now() - t0 >= 1900ms);
+    REQUIRE(wait_for_event(w.events, "recovered", 5s));
+
+    auto events = read_events(w.events);
+    auto stalls = events_of(events, "stall");
+    REQUIRE(stalls.size() == 1);
+    INFO("stack: " << frame_names(stalls[0]));
+    CHECK(stalls[0]["thread.name"].get<std::string>().rfind(prefix, 0) == 0);
+    CHECK(stalls[0]["stallwatch.thread.syscall"] == "futex");
+    CHECK(has_frame(stalls[0], "wait_for_answer", marker_line("asio-block", "adapters/asio_echo.cpp")));
+    for (const auto& u : events_of(events, "stall_update")) CHECK(u["thread.id"] == stalls[0]["thread.id"]);
+    auto recovered = events_of(events, "recovered");
+    REQUIRE(recovered.size() == 1);
+    CHECK(recovered[0]["thread.id"] == stalls[0]["thread.id"]);
+    const double ms = recovered[0].value("stallwatch.stall.duration_ms", 0.0);
+    CHECK(ms >= 1700.0);
+    CHECK(ms <= 2600.0);
+
+    auto status = w.child.finish(15s);
+    REQUIRE(status);
+    CHECK(WIFEXITED(*status));
+}
+
+// The libuv fixture in `mode`, to its end; returns its output lines.
+struct UvRun {
+    std::vector<std::string> lines;
+    std::vector<nlohmann::json> events;
+    std::string status_mid_run;  // `stallwatch status` a second in
+};
+
+UvRun uv_mode(const std::string& mode) {
+    Watched w({fixture_path("sw_fixture_uv_loop"), "--mode", mode});
+    UvRun r;
+    if (mode != "alive") {
+        std::this_thread::sleep_for(1s);
+        r.status_mid_run = w.status();
+    }
+    while (auto line = w.child.read_line(15s)) r.lines.push_back(*line);
+    auto status = w.child.finish(15s);
+    REQUIRE(status);
+    CHECK(WIFEXITED(*status));
+    CHECK(WEXITSTATUS(*status) == 0);
+    r.events = read_events(w.events);
+    return r;
+}
+
+std::optional<long> line_field(const std::vector<std::string>& lines, const std::string& first_word,
+                               const std::string& key) {
+    for (const auto& l : lines)
+        if (l.rfind(first_word + " ", 0) == 0) return field(l, key);
+    return std::nullopt;
+}
+
+// "ran <ms> iterations=<n>": the milliseconds uv_run() took.
+std::optional<long> ran_ms(const std::vector<std::string>& lines) {
+    for (const auto& l : lines)
+        if (l.rfind("ran ", 0) == 0) return std::stol(l.substr(4));
+    return std::nullopt;
+}
+
+bool closed_cleanly(const std::vector<std::string>& lines) {
+    return std::find(lines.begin(), lines.end(), "closed 0") != lines.end();
+}
+
+}  // namespace
+
+TEST_CASE("asio, one io_context run by 4 threads: idle for 10 s and under load nothing is reported, and a handler "
+          "blocked 2 s on std::future::get is, on its own thread, at wait_for_answer") {
+    asio_shape("pool", "io-", 10s);
+}
+
+TEST_CASE("asio, boost::asio::thread_pool of 4: idle and loaded threads are never reported, and the blocked "
+          "handler's thread is") {
+    asio_shape("thread_pool", "pool-", 2s);
+}
+
+TEST_CASE("asio, one io_context per thread (4): each context's thread is a worker, and only the blocked one is "
+          "reported") {
+    asio_shape("per-thread", "ctx", 2s);
+}
+
+TEST_CASE("libuv: a timer callback that blocks 1 s is reported at blocking_timer_cb, then recovered") {
+    auto r = uv_mode("block");
+    auto stalls = events_of(r.events, "stall");
+    REQUIRE(stalls.size() == 1);
+    INFO("stack: " << frame_names(stalls[0]));
+    CHECK(stalls[0]["thread.name"] == "uv-loop");
+    CHECK(has_frame(stalls[0], "blocking_timer_cb", marker_line("uv-block", "adapters/uv_loop.c")));
+    auto recovered = events_of(r.events, "recovered");
+    REQUIRE(recovered.size() == 1);
+    const double ms = recovered[0].value("stallwatch.stall.duration_ms", 0.0);
+    CHECK(ms >= 800.0);
+    CHECK(ms <= 1500.0);
+    CHECK(closed_cleanly(r.lines));
+}
+
+TEST_CASE("libuv: an idle loop is parked between its timers and never reported") {
+    auto r = uv_mode("idle");
+    auto [registered, parked] = workers(r.status_mid_run, "uv-loop");
+    CHECK(registered == 1);
+    CHECK(parked == 1);
+    CHECK(events_of(r.events, "stall").empty());
+    CHECK(line_field(r.lines, "ran", "iterations").value_or(0) >= 10);
+    CHECK(closed_cleanly(r.lines));
+}
+
+TEST_CASE("libuv: a loop kept busy by an idle handle (zero-timeout polling) ticks every iteration and is never "
+          "reported") {
+    auto r = uv_mode("busy");
+    INFO(r.status_mid_run);
+    auto [registered, parked] = workers(r.status_mid_run, "uv-loop");
+    CHECK(registered == 1);
+    CHECK(parked == 0);
+    CHECK(events_of(r.events, "stall").empty());
+    CHECK(line_field(r.lines, "ran", "iterations").value_or(0) > 10000);
+    CHECK(closed_cleanly(r.lines));
+}
+
+TEST_CASE("libuv: the adapter does not keep a loop alive, and its handles close with the loop") {
+    auto r = uv_mode("alive");
+    std::string all;
+    for (const auto& l : r.lines) all += l + "\n";
+    INFO(all);
+    auto ran = ran_ms(r.lines);
+    REQUIRE(ran.has_value());
+    CHECK(*ran < 200);  // uv_run returned at once: nothing but the adapter was left
+    CHECK(closed_cleanly(r.lines));
+    CHECK(events_of(r.events, "stall").empty());
+}
