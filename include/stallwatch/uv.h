@@ -8,13 +8,21 @@
  *     uv_run(loop, UV_RUN_DEFAULT);
  *     stallwatch_uv_unwatch(sw);          (on the loop's thread)
  *
- * How: a prepare handle runs just before the loop polls for I/O. When the
- * loop is about to block (uv_backend_timeout() is not 0), the worker parks;
- * when it will only look (an active idle handle, pending callbacks), it ticks.
- * A check handle runs right after the poll: the worker unparks and ticks.
- * Timers, I/O callbacks and everything else then run RUNNING, so a callback
- * that blocks stops the counter and is reported, while an idle loop is
- * PARKED and a busy one ticks every iteration.
+ * How: a prepare handle runs just before the loop polls for I/O and parks
+ * the worker; a check handle runs right after the poll, unparks it and
+ * ticks. Timers, idle and pending callbacks then run RUNNING, so one that
+ * blocks stops the counter and is reported, while an idle loop sleeps PARKED
+ * and a busy one ticks every iteration. The worker parks before every poll,
+ * not only those with a non-zero uv_backend_timeout(): that function
+ * answers 0 whenever descriptors wait to be added to epoll (the first
+ * iteration, and after every new watcher), although the poll then blocks
+ * with the real timeout. A zero-timeout poll returns at once, so parking
+ * through it hides nothing.
+ *
+ * Not seen: I/O callbacks. libuv runs them inside its poll, between prepare
+ * and check, so they run PARKED. For a loop whose work is in I/O callbacks,
+ * use libstallwatch-preload.so instead: it parks only inside epoll_wait
+ * itself, so the callbacks run RUNNING.
  *
  * Both handles are unref'd: they never keep uv_run() from returning. The
  * worker is registered in the first prepare callback, on the thread that
@@ -46,10 +54,7 @@ static inline void stallwatch_uv__prepare(uv_prepare_t *h)
     stallwatch_uv *sw = (stallwatch_uv *)h->data;
     if (sw->worker == NULL)
         sw->worker = stallwatch_register(sw->name);
-    if (uv_backend_timeout(h->loop) != 0)
-        stallwatch_park(sw->worker);
-    else
-        stallwatch_tick(sw->worker);
+    stallwatch_park(sw->worker);
 }
 
 static inline void stallwatch_uv__check(uv_check_t *h)
