@@ -15,6 +15,7 @@
 #ifndef STALLWATCH_ASIO_HPP
 #define STALLWATCH_ASIO_HPP
 
+#include <boost/asio/detail/handler_tracking.hpp>  // includes the tracking header named by the definition
 #include <boost/asio/execution_context.hpp>
 
 #include <cstring>
@@ -40,22 +41,21 @@ namespace stallwatch::asio {
 // Watches `context`: each thread that runs one of its handlers is registered
 // at its first handler, as "<prefix>-<n>" (n from 0, in that order). Call it
 // before the threads run the context. Watching the same context again
-// changes nothing. Throws std::length_error past 64 watched contexts.
+// changes nothing. Throws std::length_error past 64 calls that watched a
+// context (unwatch() does not give one back).
 inline void watch(boost::asio::execution_context& context, const char* prefix) {
     using namespace ::stallwatch::asio_detail;
     std::lock_guard<std::mutex> lock(watch_mutex());
     const void* key = &context;
     if (find(key) != nullptr) return;
-    const std::size_t used = records_used.load(std::memory_order_relaxed);
-    std::size_t slot = used;
-    for (std::size_t i = 0; i < used && slot == used; ++i)  // a record freed by unwatch()
-        if (records[i].context.load(std::memory_order_relaxed) == nullptr) slot = i;
-    if (slot == max_watched) throw std::length_error("stallwatch::asio::watch: more than 64 watched contexts");
+    // A record is never reused: operations of an unwatched context may still
+    // point at its record, and read its prefix without a lock.
+    const std::size_t slot = records_used.load(std::memory_order_relaxed);
+    if (slot == max_watched) throw std::length_error("stallwatch::asio::watch: more than 64 contexts watched");
     watch_record& r = records[slot];
-    std::memset(r.prefix, 0, sizeof r.prefix);
     std::strncpy(r.prefix, prefix != nullptr ? prefix : "asio", sizeof r.prefix - 1);
     r.context.store(key, std::memory_order_release);  // the prefix is seen with it
-    if (slot == used) records_used.store(used + 1, std::memory_order_release);
+    records_used.store(slot + 1, std::memory_order_release);
 }
 
 // Stops watching `context` (before destroying it). Operations created

@@ -29,9 +29,10 @@ class execution_context;
 namespace stallwatch::asio_detail {
 
 // One watched execution context (io_context, thread_pool, ...). Records are
-// never freed: unwatch() clears `context` (operations created later find
-// nothing), and watch() may reuse the record. Written under watch()'s mutex;
-// read without a lock by every operation's creation.
+// never freed nor reused: unwatch() clears `context` (operations created
+// later find nothing), while operations created before may still point at
+// the record. Written once under watch()'s mutex, before `context` is
+// published; read without a lock.
 struct watch_record {
     std::atomic<const void*> context{nullptr};
     char prefix[STALLWATCH_WORKER_NAME_SIZE - 8] = {};

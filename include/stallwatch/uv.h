@@ -5,22 +5,25 @@
  *     stallwatch_init("my-service", 0);
  *     uv_loop_t *loop = uv_default_loop();
  *     stallwatch_uv *sw = stallwatch_uv_watch(loop, "uv-main");
- *     uv_run(loop, UV_RUN_DEFAULT);
+ *     stallwatch_uv_run(sw, loop, UV_RUN_DEFAULT);   (uv_run, then park)
  *     stallwatch_uv_unwatch(sw);          (on the loop's thread)
  *
  * How: a prepare handle runs just before the loop polls for I/O and parks
  * the worker; a check handle runs right after the poll, unparks it and
- * ticks. Timers, idle and pending callbacks then run RUNNING, so one that
- * blocks stops the counter and is reported, while an idle loop sleeps PARKED
- * and a busy one ticks every iteration. The worker parks before every poll,
+ * ticks. Timers, idle callbacks, the application's check handles and (up to
+ * libuv 1.44) pending callbacks then run RUNNING, so one that blocks stops
+ * the counter and is reported, while an idle loop sleeps PARKED and a busy
+ * one ticks every iteration. The worker parks before every poll,
  * not only those with a non-zero uv_backend_timeout(): that function
  * answers 0 whenever descriptors wait to be added to epoll (the first
  * iteration, and after every new watcher), although the poll then blocks
  * with the real timeout. A zero-timeout poll returns at once, so parking
  * through it hides nothing.
  *
- * Not seen: I/O callbacks. libuv runs them inside its poll, between prepare
- * and check, so they run PARKED. For a loop whose work is in I/O callbacks,
+ * Not seen: what libuv runs inside its poll, between prepare and check, so
+ * PARKED: I/O callbacks, and the completions that arrive through its async
+ * handle (uv_queue_work's after_work_cb, uv_fs_* callbacks, uv_async_t);
+ * and prepare handles the application started before this one. For a loop whose work is in I/O callbacks,
  * use libstallwatch-preload.so instead: it parks only inside epoll_wait
  * itself, so the callbacks run RUNNING.
  *
@@ -31,6 +34,7 @@
 #ifndef STALLWATCH_UV_H
 #define STALLWATCH_UV_H
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
@@ -45,22 +49,33 @@ typedef struct stallwatch_uv {
     uv_prepare_t prepare;   /* first: the block starts with a handle */
     uv_check_t check;
     stallwatch_worker *worker; /* NULL until the loop's first iteration */
+    pthread_t thread;          /* the thread that registered it */
     int open_handles;          /* freed when both close callbacks have run */
     char name[STALLWATCH_WORKER_NAME_SIZE];
 } stallwatch_uv;
 
+static inline void stallwatch_uv__check(uv_check_t *h);
+
 static inline void stallwatch_uv__prepare(uv_prepare_t *h)
 {
     stallwatch_uv *sw = (stallwatch_uv *)h->data;
-    if (sw->worker == NULL)
+    if (sw->worker == NULL) {
         sw->worker = stallwatch_register(sw->name);
+        sw->thread = pthread_self();
+    } else if (!pthread_equal(sw->thread, pthread_self())) {
+        return; /* the loop moved to another thread: its slot is not this one's */
+    }
+    /* Check handles run newest first: restarting ours puts it before every
+     * check handle of the application, which then run RUNNING. */
+    uv_check_stop(&sw->check);
+    uv_check_start(&sw->check, stallwatch_uv__check);
     stallwatch_park(sw->worker);
 }
 
 static inline void stallwatch_uv__check(uv_check_t *h)
 {
     stallwatch_uv *sw = (stallwatch_uv *)h->data;
-    if (sw->worker != NULL)
+    if (sw->worker != NULL && pthread_equal(sw->thread, pthread_self()))
         stallwatch_unpark(sw->worker);
 }
 
@@ -101,6 +116,19 @@ static inline stallwatch_uv *stallwatch_uv_watch(uv_loop_t *loop, const char *na
     uv_unref((uv_handle_t *)&sw->prepare);
     uv_unref((uv_handle_t *)&sw->check);
     return sw;
+}
+
+/*
+ * uv_run(loop, mode), then the worker parks: the thread leaves the loop, and
+ * whatever it does next (teardown, a join, another loop) is not the loop's
+ * work. Use it instead of uv_run() on a watched loop, or park yourself.
+ */
+static inline int stallwatch_uv_run(stallwatch_uv *sw, uv_loop_t *loop, uv_run_mode mode)
+{
+    int r = uv_run(loop, mode);
+    if (sw != NULL && sw->worker != NULL && pthread_equal(sw->thread, pthread_self()))
+        stallwatch_park(sw->worker);
+    return r;
 }
 
 /*

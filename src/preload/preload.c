@@ -23,7 +23,9 @@
  *
  * On the path of a wait: thread-local reads, plain stores into the slot, and
  * errno saved and restored; no lock, no allocation, no system call of our
- * own. Only a thread's first wait does more (registration, once). The
+ * own. Only a thread's first wait does more (registration, once), and a
+ * thread registered under the process's own name reads its name
+ * (prctl(PR_GET_NAME)) after each of its next 16 waits (recheck_name). The
  * wrapped call is made with the caller's arguments untouched, so its result,
  * errno, signal-mask handling and cancellation are the C library's own.
  * docs/preload.md has the whole story, and what this cannot see.
@@ -369,6 +371,10 @@ static inline stallwatch_worker *wait_begins(int may_block)
  * old worker leave and the named one come). errno is kept. */
 static __attribute__((noinline, cold)) void recheck_name(stallwatch_worker *w)
 {
+    if (sw_shim_shared) { /* the program (or an adapter) holds this worker too: keep it */
+        t_name_checks = 0;
+        return;
+    }
     int saved = errno;
     char name[17] = {0};
     --t_name_checks;

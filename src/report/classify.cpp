@@ -34,14 +34,19 @@ FrameClass by_function(std::string_view fn) {
                              "event_base_loop", "g_main_loop", "g_main_context", "tokio::runtime::",
                              "folly::EventBase"}))
         return FrameClass::runtime;
-    // Rust: the standard library, the async runtime and its ecosystem, as
-    // demangled by symbolize/rust_demangle (a leading '<' opens an impl).
-    if (starts_with_any(fn, {"core::", "<core::", "alloc::", "<alloc::", "<std::", "__rust_try", "tokio::",
-                             "<tokio::", "hyper::", "<hyper::", "h2::", "<h2::", "futures", "<futures", "mio::", "<mio::",
-                             "tracing::", "<tracing::",
-                             "stallwatch::tokio_runtime::", "<stallwatch::tokio_runtime::"}))
-        return FrameClass::runtime;
+    if (fn == "__rust_try") return FrameClass::runtime;  // std's unwinding shim: no source of its own
     return FrameClass::application;
+}
+
+// Rust: the standard library, the async runtime and its ecosystem, as
+// symbolize/rust_demangle names them (a leading '<' opens an impl). Only
+// for code from a .rs file: a C++ program may well have a core:: or
+// tracing:: namespace of its own.
+bool rust_runtime(std::string_view fn) {
+    return starts_with_any(fn, {"std::", "<std::", "core::", "<core::", "alloc::", "<alloc::", "tokio::", "<tokio::",
+                                "hyper::", "<hyper::", "h2::", "<h2::", "futures::", "<futures::", "futures_",
+                                "<futures_", "mio::", "<mio::", "tracing::", "<tracing::", "tracing_", "<tracing_",
+                                "stallwatch::tokio_runtime::", "<stallwatch::tokio_runtime::"});
 }
 
 // glibc exports `name` (the glibc this monitor runs on).
@@ -91,9 +96,7 @@ FrameClass classify(const symbolize::Frame& f, const std::string& executable) {
             return FrameClass::cxx_runtime;
         if (starts_with_any(file, {"/usr/include/"})) return FrameClass::runtime;
     }
-    // Rust's std shares C++'s "std::" prefix: its source files tell them apart.
-    if (f.location && f.location->file.ends_with(".rs") && f.function.starts_with("std::"))
-        return FrameClass::runtime;
+    if (f.location && f.location->file.ends_with(".rs") && rust_runtime(f.function)) return FrameClass::runtime;
     if (auto c = by_function(f.function); c != FrameClass::application) return c;
     if (f.static_executable && libc_in_static_executable(f)) return FrameClass::libc;
     if (!executable.empty() && f.module == executable) return FrameClass::application;

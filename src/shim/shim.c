@@ -33,6 +33,7 @@ static int g_atfork_ready;
 
 /* The calling thread's slot in the table, or NULL. */
 __thread stallwatch_worker *sw_shim_worker; /* shim_internal.h */
+__thread unsigned char sw_shim_shared;      /* shim_internal.h */
 #define t_worker sw_shim_worker
 /* Where ticks of an unregistered or disabled thread go: nobody reads it. */
 static __thread stallwatch_worker t_sink __attribute__((aligned(64)));
@@ -85,6 +86,7 @@ static void on_thread_exit(void *value)
     if (w && w == t_worker && owns(w))
         release_slot(w);
     t_worker = NULL;
+    sw_shim_shared = 0;
 }
 
 /*
@@ -110,6 +112,7 @@ static void after_fork_child(void)
     __atomic_store_n(&g_live, 0, __ATOMIC_RELEASE);
     g_init_result = 1;
     t_worker = NULL;
+    sw_shim_shared = 0;
     if (g_key_ready)
         pthread_setspecific(g_key, NULL);
     pthread_mutex_init(&g_lock, NULL);
@@ -284,8 +287,10 @@ static void raise_high_water(uint32_t n)
 
 stallwatch_worker *stallwatch_register(const char *name)
 {
-    if (t_worker)
+    if (t_worker) {
+        sw_shim_shared = 1;
         return t_worker;
+    }
     if (!__atomic_load_n(&g_live, __ATOMIC_ACQUIRE))
         return &t_sink;
 
@@ -318,6 +323,7 @@ void stallwatch_unregister(stallwatch_worker *w)
     if (owns(w))
         release_slot(w);
     t_worker = NULL;
+    sw_shim_shared = 0;
     pthread_setspecific(g_key, NULL);
 }
 

@@ -12,6 +12,11 @@
  * thread exit and in a forked child. */
 extern __thread stallwatch_worker *sw_shim_worker __attribute__((visibility("hidden")));
 
+/* 1 when stallwatch_register has handed the calling thread's worker out
+ * again (the thread was registered already): someone besides its first
+ * registrant holds it, so the preload must not re-register the thread. */
+extern __thread unsigned char sw_shim_shared __attribute__((visibility("hidden")));
+
 /* The calling thread's registered worker, or NULL when it has none (the
  * private no-op slot does not count): registered through this copy of the
  * shim, or found in the table by its tid (another copy registered it). */

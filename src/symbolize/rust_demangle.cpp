@@ -8,7 +8,15 @@
 namespace sw::symbolize {
 namespace {
 
-bool is_hex(char c) { return std::isdigit(static_cast<unsigned char>(c)) || (c >= 'a' && c <= 'f'); }
+// Symbol names come from the watched program: untrusted. Every length is
+// checked against what is left before it is used, and a v0 name may follow
+// at most kMaxBackrefs back-references in all (nested ones could otherwise
+// expand a short name exponentially).
+constexpr std::size_t kMaxBackrefs = 256;
+constexpr std::size_t kMaxOutput = 4096;
+
+bool is_digit(char c) { return c >= '0' && c <= '9'; }
+bool is_hex(char c) { return is_digit(c) || (c >= 'a' && c <= 'f'); }
 
 // ---- legacy: _ZN <len ident>... 17h<16 hex> E ----------------------------------
 
@@ -48,8 +56,11 @@ std::optional<std::string> legacy(std::string_view m) {
     std::size_t i = 3;
     while (i < m.size() && m[i] != 'E') {
         std::size_t len = 0, start = i;
-        while (i < m.size() && std::isdigit(static_cast<unsigned char>(m[i]))) len = len * 10 + (m[i++] - '0');
-        if (i == start || len == 0 || i + len > m.size()) return std::nullopt;
+        while (i < m.size() && is_digit(m[i])) {
+            len = len * 10 + static_cast<std::size_t>(m[i++] - '0');
+            if (len > m.size()) return std::nullopt;  // longer than the name: never valid
+        }
+        if (i == start || len == 0 || len > m.size() - i) return std::nullopt;
         parts.push_back(m.substr(i, len));
         i += len;
     }
@@ -78,9 +89,9 @@ public:
     explicit V0(std::string_view s) : s_(s) {}
 
     std::optional<std::string> run() {
-        if (std::isdigit(peek())) decimal();  // encoding version
+        if (is_digit(peek())) decimal();  // encoding version
         auto p = path();
-        if (!p || !ok_) return std::nullopt;
+        if (!p || !ok_ || p->size() > kMaxOutput) return std::nullopt;
         return p;
     }
 
@@ -95,9 +106,12 @@ private:
 
     std::size_t decimal() {
         std::size_t n = 0;
-        if (!std::isdigit(peek())) ok_ = false;
-        while (std::isdigit(peek())) n = n * 10 + static_cast<std::size_t>(next() - '0');
-        return n;
+        if (!is_digit(peek())) ok_ = false;
+        while (ok_ && is_digit(peek())) {
+            n = n * 10 + static_cast<std::size_t>(next() - '0');
+            if (n > s_.size()) ok_ = false;  // longer than the name: never valid
+        }
+        return ok_ ? n : 0;
     }
 
     // base-62-number: digits, then "_"; "_" alone is 0, else value + 1.
@@ -106,14 +120,16 @@ private:
         std::size_t n = 0;
         while (pos_ < s_.size() && s_[pos_] != '_') {
             char c = next();
-            int d = std::isdigit(static_cast<unsigned char>(c)) ? c - '0'
-                    : (c >= 'a' && c <= 'z')                   ? c - 'a' + 10
-                    : (c >= 'A' && c <= 'Z')                   ? c - 'A' + 36
-                                                               : -1;
+            int d = is_digit(c)               ? c - '0'
+                    : (c >= 'a' && c <= 'z') ? c - 'a' + 10
+                    : (c >= 'A' && c <= 'Z') ? c - 'A' + 36
+                                             : -1;
             if (d < 0) {
                 ok_ = false;
                 return 0;
             }
+            // May wrap for a hostile name: a disambiguator's value is not
+            // used, and a back-reference's is checked against the position.
             n = n * 62 + static_cast<std::size_t>(d);
         }
         if (!eat('_')) ok_ = false;
@@ -129,7 +145,7 @@ private:
         eat('u');  // punycode: shown as encoded
         std::size_t len = decimal();
         eat('_');
-        if (pos_ + len > s_.size()) {
+        if (!ok_ || len > s_.size() - pos_) {
             ok_ = false;
             return {};
         }
@@ -142,7 +158,7 @@ private:
     template <typename F>
     auto backref(F&& parse) -> decltype(parse()) {
         std::size_t target = base62();
-        if (!ok_ || target >= pos_ || ++depth_ > 64) {
+        if (!ok_ || target >= pos_ || ++depth_ > 64 || ++backrefs_ > kMaxBackrefs) {
             ok_ = false;
             return {};
         }
@@ -200,6 +216,7 @@ private:
                 auto a = generic_arg();
                 if (!a) return std::nullopt;
                 if (!a->empty()) args += (args.empty() ? "" : ", ") + *a;
+                if (args.size() > kMaxOutput) return ok_ = false, std::nullopt;
             }
             if (!p) return std::nullopt;
             return args.empty() ? *p : *p + "<" + args + ">";
@@ -228,7 +245,7 @@ private:
         eat('_');
         if (!t) return std::nullopt;
         unsigned long long v = 0;
-        for (char h : hex) v = v * 16 + static_cast<unsigned long long>(std::isdigit(h) ? h - '0' : h - 'a' + 10);
+        for (char h : hex) v = v * 16 + static_cast<unsigned long long>(is_digit(h) ? h - '0' : h - 'a' + 10);
         if (*t == "bool") return std::string(v ? "true" : "false");
         return (negative ? "-" : "") + std::to_string(v);
     }
@@ -287,6 +304,7 @@ private:
                 auto t = type();
                 if (!t) return std::nullopt;
                 out += (n++ ? ", " : "") + *t;
+                if (out.size() > kMaxOutput) return ok_ = false, std::nullopt;
             }
             return out + (n == 1 ? ",)" : ")");
         }
@@ -304,6 +322,7 @@ private:
     std::string_view s_;
     std::size_t pos_ = 0;
     int depth_ = 0;
+    std::size_t backrefs_ = 0;
     bool ok_ = true;
 };
 

@@ -198,10 +198,10 @@ TEST_CASE("memcached with 4 worker threads (libevent): registered, and idle or u
         return std::pair{n, status.out};
     };
     std::this_thread::sleep_for(4s);
-    auto [idle_named, idle_status] = mc_workers();
-    INFO("status idle: " << idle_status);
-    MESSAGE("mc-worker names seen while idle: " << idle_named << " of 4");
-    CHECK(idle_status.find("5 of 256 slots in use (0 running, 5 parked)") != std::string::npos);  // main + 4
+    const auto idle = mc_workers();  // (mc-worker names, status)
+    INFO("status idle: " << idle.second);
+    MESSAGE("mc-worker names seen while idle: " << idle.first << " of 4");
+    CHECK(idle.second.find("5 of 256 slots in use (0 running, 5 parked)") != std::string::npos);  // main + 4
 
     long n = load(4, 3s, [&] {
         thread_local int s = -1;
@@ -216,9 +216,9 @@ TEST_CASE("memcached with 4 worker threads (libevent): registered, and idle or u
     });
     MESSAGE("memcached: " << n << " set+get pairs in 3 s");
     CHECK(n > 1000);
-    auto [loaded_named, loaded_status] = mc_workers();
-    INFO("status after load: " << loaded_status);
-    CHECK(loaded_named == 4);
+    const auto loaded = mc_workers();
+    INFO("status after load: " << loaded.second);
+    CHECK(loaded.first == 4);
     CHECK(events_of(read_events(out), "stall").empty());
     ::kill(mc.pid(), SIGTERM);  // run passes it on; memcached exits
     CHECK(mc.finish(15s).has_value());

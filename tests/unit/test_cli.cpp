@@ -181,28 +181,30 @@ TEST_CASE("frame classes") {
     CHECK(classify(frame("", ""), exe) == FrameClass::unknown);
 }
 
-TEST_CASE("Rust frames: std, core, tokio, hyper, h2, futures, mio and tracing are runtime, the crate's own are not") {
+TEST_CASE("Rust frames from .rs files: std, core, tokio, hyper, h2, futures, mio and tracing are runtime, the "
+          "crate's own are not, and C++ namespaces of those names stay application") {
     using sw::report::classify;
     using sw::report::FrameClass;
     const std::string exe = "/srv/app/bin/http-blocking";
-    // Rust's std by its source file (C++'s std:: is cxx_runtime, above).
-    CHECK(classify(frame("std::thread::functions::sleep", exe, "library/std/src/thread/functions.rs"), exe) ==
-          FrameClass::runtime);
-    for (const char* fn : {"<std::sys::thread::unix::Thread>::new::thread_start",
+    const std::string rs = "src/lib.rs";
+    for (const char* fn : {"std::thread::functions::sleep", "<std::sys::thread::unix::Thread>::new::thread_start",
                            "core::ops::function::FnOnce::call_once{{vtable.shim}}",
                            "<core::panic::unwind_safe::AssertUnwindSafe<F> as core::ops::function::FnOnce<()>>::call_once",
-                           "alloc::boxed::Box<T>::new", "__rust_try",
-                           "tokio::runtime::task::harness::poll_future",
+                           "alloc::boxed::Box<T>::new", "tokio::runtime::task::harness::poll_future",
                            "<tokio::runtime::blocking::task::BlockingTask<T> as core::future::future::Future>::poll",
                            "hyper::proto::h1::dispatch::Dispatcher<D,Bs,I,T>::poll_loop", "h2::proto::connection::poll",
                            "futures_util::future::future::FutureExt::poll_unpin", "mio::poll::Poll::poll",
                            "tracing::instrument::Instrumented<T>::poll",
                            "<stallwatch::tokio_runtime::Instrumented<F> as core::future::future::Future>::poll"})
-        CHECK_MESSAGE(classify(frame(fn, exe), exe) == FrameClass::runtime, fn);
+        CHECK_MESSAGE(classify(frame(fn, exe, rs), exe) == FrameClass::runtime, fn);
+    CHECK(classify(frame("__rust_try", exe), exe) == FrameClass::runtime);
     for (const char* fn : {"http_blocking::handle::{{closure}}", "http_blocking::main",
                            "<http_blocking::Instrumented as hyper::rt::Executor<F>>::execute", "stallwatch::Worker::tick",
-                           "tokio_busy::stuck_in_poll", "hyperion::serve", "mioto::run"})
-        CHECK_MESSAGE(classify(frame(fn, exe), exe) == FrameClass::application, fn);
+                           "tokio_busy::stuck_in_poll", "hyperion::serve", "mioto::run", "futuresque::go"})
+        CHECK_MESSAGE(classify(frame(fn, exe, rs), exe) == FrameClass::application, fn);
+    // The same names in C++ code are the program's own.
+    for (const char* fn : {"core::engine::step()", "tracing::span::enter()", "futures::wait_all()"})
+        CHECK_MESSAGE(classify(frame(fn, exe, "/srv/app/src/engine.cpp"), exe) == FrameClass::application, fn);
 }
 
 TEST_CASE("fingerprints: application frames only, no addresses, no paths, no glibc internals") {

@@ -34,3 +34,46 @@ TEST_CASE("names that are not Rust are left to the C++ demangler") {
     CHECK_FALSE(demangle_rust("_RZZZ").has_value());            // malformed v0
     CHECK_FALSE(demangle_rust("_RNvB999_3foo").has_value());    // back-reference out of range
 }
+
+namespace {
+
+// A base-62 back-reference to position `p` of a v0 name (after "_R").
+std::string backref_to(std::size_t p) {
+    if (p == 0) return "B_";
+    std::string digits;
+    for (std::size_t v = p - 1;; v /= 62) {
+        const std::size_t d = v % 62;
+        digits.insert(digits.begin(), static_cast<char>(d < 10 ? '0' + d : d < 36 ? 'a' + d - 10 : 'A' + d - 36));
+        if (v < 62) break;
+    }
+    return "B" + digits + "_";
+}
+
+}  // namespace
+
+TEST_CASE("hostile Rust names (they come from the watched program) fail fast, never hang or blow up") {
+    // Lengths that overflow when added to the position.
+    CHECK_FALSE(demangle_rust("_ZN18446744073709551596").has_value());
+    CHECK_FALSE(demangle_rust("_ZN184467440737095515963foo17h0123456789abcdefE").has_value());
+    CHECK_FALSE(demangle_rust("_RNvC18446744073709551615_3foo").has_value());
+    // A back-reference whose base-62 value wraps: followed at most a bounded
+    // number of times, whatever it points at.
+    auto wrapped = demangle_rust("_RNvB99999999999999999999999_3foo");
+    CHECK((!wrapped.has_value() || wrapped->size() <= 4096));
+    // Bytes >= 0x80 where digits are expected.
+    CHECK_FALSE(demangle_rust("_ZN\xff\xfe" "3foo17h0123456789abcdefE").has_value());
+    CHECK_FALSE(demangle_rust("_R\xe9NvC3foo").has_value());
+    // Tuples of two back-references to the tuple before, 60 deep: 2^60 names
+    // if each were expanded. Refused after a bounded number of expansions.
+    std::string name = "INvC1a1b";  // a::b<...>
+    std::size_t prev = name.size();
+    name += "l";  // i32
+    for (int i = 0; i < 60; ++i) {
+        const std::size_t here = name.size();
+        name += "T" + backref_to(prev) + backref_to(prev) + "E";
+        prev = here;
+    }
+    name += "E";
+    auto out = demangle_rust("_R" + name);
+    CHECK((!out.has_value() || out->size() <= 4096));
+}

@@ -172,7 +172,7 @@ fn now_unix_ns() -> u64 {
 fn create_table(app_name: &str, capacity: u32) -> Result<(), Error> {
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
     let bytes = HEADER_SIZE + capacity as usize * SLOT_SIZE;
-    let size = bytes.div_ceil(page) * page;
+    let size = (bytes + page - 1) / page * page;
     let name = CString::new(MEMFD_NAME).unwrap();
     let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
     if fd < 0 {
@@ -287,6 +287,10 @@ pub fn is_live() -> bool {
 thread_local! {
     /// The calling thread's slot in the table, or null.
     static CURRENT: Cell<*const Slot> = const { Cell::new(std::ptr::null()) };
+    /// How many `Worker`s `register` handed out for CURRENT: `unregister`
+    /// releases the slot only with the last, so that no other handle (the
+    /// tokio integration's, say) is left writing to a freed slot.
+    static HANDLES: Cell<usize> = const { Cell::new(0) };
     /// Releases the thread's slot when the thread exits.
     static RELEASE_AT_EXIT: ReleaseAtExit = const { ReleaseAtExit };
     /// Where a worker without a slot writes: nobody reads it.
@@ -339,7 +343,8 @@ fn claim(name: &str) -> *const Slot {
     let capacity = CAPACITY.load(Ordering::Relaxed);
     let header = base.cast::<Header>();
     for i in 0..capacity {
-        let slot = unsafe { &*base.add(HEADER_SIZE + i as usize * SLOT_SIZE).cast::<Slot>() };
+        let slot_ptr = unsafe { base.add(HEADER_SIZE + i as usize * SLOT_SIZE).cast::<Slot>() };
+        let slot = unsafe { &*slot_ptr };
         if slot.state.load(Ordering::Relaxed) != state::FREE
             || slot
                 .state
@@ -351,7 +356,9 @@ fn claim(name: &str) -> *const Slot {
         // Ours: identity, then the high-water mark, then the state (5.3).
         slot.tid.store(gettid(), Ordering::Relaxed);
         slot.reserved.store(0, Ordering::Relaxed);
-        copy_name(std::ptr::addr_of!(slot.name).cast_mut().cast::<u8>(), WORKER_NAME_SIZE, name);
+        // The name is plain bytes: written through the table's own pointer,
+        // never through the shared reference used for the atomics.
+        copy_name(unsafe { std::ptr::addr_of_mut!((*slot_ptr).name).cast::<u8>() }, WORKER_NAME_SIZE, name);
         slot.progress.store(0, Ordering::Relaxed);
         let generation = slot.generation.load(Ordering::Relaxed).wrapping_add(1);
         slot.generation.store(generation, Ordering::Relaxed);
@@ -383,6 +390,7 @@ impl Worker {
     pub fn register(name: &str) -> Worker {
         let mine = CURRENT.with(|c| c.get());
         if owns(mine) {
+            HANDLES.with(|h| h.set(h.get() + 1));
             return Worker { slot: mine, _not_send: PhantomData };
         }
         let slot = claim(name);
@@ -390,6 +398,7 @@ impl Worker {
             return Worker { slot: SINK.with(|s| s as *const Slot), _not_send: PhantomData };
         }
         CURRENT.with(|c| c.set(slot));
+        HANDLES.with(|h| h.set(1));
         RELEASE_AT_EXIT.with(|_| {}); // arms the release at thread exit
         Worker { slot, _not_send: PhantomData }
     }
@@ -421,10 +430,20 @@ impl Worker {
         unsafe { (*self.slot).state.store(state::RUNNING, Ordering::Release) };
     }
 
-    /// Releases the slot now (it also happens at thread exit).
+    /// Gives this handle back. The slot is released when the thread's last
+    /// handle is given back (`register` on a registered thread hands out
+    /// another handle to the same slot), and at thread exit in any case.
     pub fn unregister(self) {
         CURRENT.with(|c| {
-            if c.get() == self.slot && owns(self.slot) {
+            if c.get() != self.slot || !owns(self.slot) {
+                return;
+            }
+            let left = HANDLES.with(|h| {
+                let n = h.get().saturating_sub(1);
+                h.set(n);
+                n
+            });
+            if left == 0 {
                 unsafe { (*self.slot).state.store(state::FREE, Ordering::Release) };
                 c.set(std::ptr::null());
             }

@@ -44,13 +44,30 @@ fn init_register_tick_park_unpark_and_release_at_thread_exit() {
     assert_eq!(u32_at(&b, HEADER_SIZE + 8), state::FREE); // released at exit
     assert_eq!(u32_at(&b, HEADER_SIZE + 12) as i32, tid); // identity left as it was
 
-    // A full table: the ninth worker gets the private sink.
+    // Two handles of one thread's worker: the slot lives until both are
+    // given back, so the second never writes to a freed slot.
+    std::thread::spawn(|| {
+        let first = Worker::register("twice");
+        let second = Worker::register("twice");
+        second.unregister();
+        assert_eq!(u32_at(&table_bytes().unwrap(), HEADER_SIZE + 8), state::RUNNING);
+        first.tick();
+        first.unregister();
+        assert_eq!(u32_at(&table_bytes().unwrap(), HEADER_SIZE + 8), state::FREE);
+    })
+    .join()
+    .unwrap();
+
+    // A full table: the ninth worker gets the private sink. Every thread
+    // holds its slot until all nine have registered.
+    let all = std::sync::Arc::new(std::sync::Barrier::new(9));
     let handles: Vec<_> = (0..9)
         .map(|i| {
+            let all = all.clone();
             std::thread::spawn(move || {
                 let w = Worker::register(&format!("w{i}"));
                 let live = w.is_live();
-                std::thread::sleep(std::time::Duration::from_millis(200));
+                all.wait();
                 w.tick();
                 live
             })
