@@ -17,7 +17,12 @@
 
 #include <boost/asio/detail/handler_tracking.hpp>  // includes the tracking header named by the definition
 #include <boost/asio/execution_context.hpp>
+#include <boost/asio/io_context.hpp>
 
+#include <chrono>
+#include <thread>
+
+#include <cerrno>
 #include <cstring>
 #include <mutex>
 #include <stdexcept>
@@ -34,6 +39,46 @@ inline std::mutex& watch_mutex() {
     static std::mutex m;
     return m;
 }
+}  // namespace stallwatch::asio_detail
+
+namespace stallwatch::asio_detail {
+
+// The extra threads of one compensated io_context. Lives as long as the
+// process (the watchdog may call back at any time): never freed.
+struct compensator {
+    boost::asio::io_context* context = nullptr;
+    int group = 0;
+    unsigned max_extra = 1;
+    std::atomic<bool> episode{false};
+    std::atomic<unsigned> running{0};
+};
+
+// The watchdog's callback: at an episode's start, up to max_extra threads
+// run the context until it ends; each finishes its handler, then leaves.
+inline void on_episode(int group, int begins, void* arg) {
+    auto* c = static_cast<compensator*>(arg);
+    if (!begins) {
+        c->episode.store(false, std::memory_order_release);
+        return;
+    }
+    c->episode.store(true, std::memory_order_release);
+    for (unsigned i = c->running.load(std::memory_order_acquire); i < c->max_extra; ++i) {
+        c->running.fetch_add(1, std::memory_order_acq_rel);
+        try {
+            std::thread([c, group] {
+                current_thread.compensating = true;
+                while (c->episode.load(std::memory_order_acquire) && !c->context->stopped())
+                    c->context->run_one_for(std::chrono::milliseconds(20));
+                stallwatch_compensation_threads(group, c->running.fetch_sub(1, std::memory_order_acq_rel) - 1);
+            }).detach();
+        } catch (...) {  // no thread to be had: the episode goes on without it
+            c->running.fetch_sub(1, std::memory_order_acq_rel);
+            break;
+        }
+    }
+    stallwatch_compensation_threads(group, c->running.load(std::memory_order_acquire));
+}
+
 }  // namespace stallwatch::asio_detail
 
 namespace stallwatch::asio {
@@ -64,6 +109,30 @@ inline void watch(boost::asio::execution_context& context, const char* prefix) {
 inline void unwatch(boost::asio::execution_context& context) {
     std::lock_guard<std::mutex> lock(::stallwatch::asio_detail::watch_mutex());
     if (auto* r = ::stallwatch::asio_detail::find(&context)) r->context.store(nullptr, std::memory_order_relaxed);
+}
+
+// Compensation for a watched io_context (docs/adapters.md, "Compensation"):
+// when every running thread of the context has made no progress for
+// `threshold`, up to `max_extra_threads` more threads run it until one of
+// them recovers. The context must be watched, and this called before its
+// threads run handlers (they join its group at their first handler); the
+// table must have groups (stallwatch_init_groups). Returns 0 or -errno
+// (-ENOENT: not watched; the shim's errors otherwise).
+inline int compensate(boost::asio::io_context& context, unsigned max_extra_threads = 1,
+                      std::chrono::milliseconds threshold = std::chrono::milliseconds(200)) {
+    using namespace ::stallwatch::asio_detail;
+    std::lock_guard<std::mutex> lock(watch_mutex());
+    watch_record* r = find(static_cast<boost::asio::execution_context*>(&context));
+    if (r == nullptr) return -ENOENT;
+    const int group = stallwatch_group(r->prefix);
+    if (group < 0) return group;
+    auto* c = new compensator;  // kept: see compensator
+    c->context = &context;
+    c->group = group;
+    c->max_extra = max_extra_threads;
+    const int rc = stallwatch_compensate(group, static_cast<std::uint32_t>(threshold.count()), on_episode, c);
+    if (rc == 0) r->group.store(group, std::memory_order_release);
+    return rc;
 }
 
 }  // namespace stallwatch::asio

@@ -35,8 +35,10 @@ namespace stallwatch::asio_detail {
 // published; read without a lock.
 struct watch_record {
     std::atomic<const void*> context{nullptr};
-    char prefix[STALLWATCH_WORKER_NAME_SIZE - 8] = {};
+    char prefix[STALLWATCH_WORKER_NAME_SIZE - 14] = {};
     std::atomic<unsigned> next_index{0};
+    std::atomic<unsigned> next_extra{0};
+    std::atomic<int> group{0};  // the shim's group its threads join (compensate()), 0: none
 };
 
 inline constexpr std::size_t max_watched = 64;
@@ -56,6 +58,7 @@ inline watch_record* find(const void* context) noexcept {
 struct thread_state {
     stallwatch_worker* worker = nullptr;
     unsigned depth = 0;
+    bool compensating = false;  // an extra thread of compensate(): never in the group
 };
 inline thread_local thread_state current_thread;
 
@@ -85,9 +88,15 @@ public:
         thread_state& t = current_thread;
         if (t.worker == nullptr) {
             char name[STALLWATCH_WORKER_NAME_SIZE];
-            std::snprintf(name, sizeof name, "%s-%u", watch_->prefix,
-                          watch_->next_index.fetch_add(1, std::memory_order_relaxed));
+            if (t.compensating)
+                std::snprintf(name, sizeof name, "%s-extra-%u", watch_->prefix,
+                              watch_->next_extra.fetch_add(1, std::memory_order_relaxed));
+            else
+                std::snprintf(name, sizeof name, "%s-%u", watch_->prefix,
+                              watch_->next_index.fetch_add(1, std::memory_order_relaxed));
             t.worker = stallwatch_register(name);
+            const int group = watch_->group.load(std::memory_order_acquire);
+            if (group > 0 && !t.compensating) stallwatch_join(t.worker, group);
         }
         if (t.depth++ == 0) stallwatch_unpark(t.worker);
         running_ = true;

@@ -70,6 +70,65 @@ STALLWATCH_API void stallwatch_unregister(stallwatch_worker *w);
  * no-op slot (disabled, not initialised, or table full). */
 STALLWATCH_API int stallwatch_worker_is_live(const stallwatch_worker *w);
 
+/*
+ * ---- Groups and compensation (table format version 2) ----------------------
+ *
+ * Workers can belong to a named group (a pool), and the application can ask
+ * to be called back when every running worker of a group has stopped making
+ * progress: a "compensation episode", during which it may run extra threads
+ * until the workers recover. docs/adapters.md ("Compensation") explains it;
+ * stallwatch/asio.hpp uses it for Asio pools.
+ */
+
+/*
+ * As stallwatch_init, with room for `groups` groups (1..STALLWATCH_MAX_GROUPS).
+ * The table is then format version 2, which a stallwatch that reads only
+ * version 1 refuses (with a message saying to upgrade); a table made by
+ * stallwatch_init stays version 1. If the table already exists, returns its
+ * result and the groups depend on how it was made.
+ */
+STALLWATCH_API int stallwatch_init_groups(const char *app_name, uint32_t capacity, uint32_t groups);
+
+/*
+ * The group called `name` (truncated to 31 bytes), made at its first use:
+ * its id, 1 or more. -ENOTSUP when the table has no groups (made by
+ * stallwatch_init), -ENOSPC when every group is taken, -EINVAL for an empty
+ * name, or the init error when there is no table.
+ */
+STALLWATCH_API int stallwatch_group(const char *name);
+
+/*
+ * The calling thread's worker `w` joins group `group` (0: leaves its group).
+ * 0, or -EINVAL (not the thread's own worker, or no such group). The no-op
+ * worker of a disabled or full table joins nothing and returns 0.
+ */
+STALLWATCH_API int stallwatch_join(stallwatch_worker *w, int group);
+
+/*
+ * Called with begins = 1 when every RUNNING worker of `group` has made no
+ * progress for its threshold (at least one of them running), and with
+ * begins = 0 when that stops being true. Called from the shim's watchdog
+ * thread ("sw-compensate"), never from a signal handler; keep it short.
+ */
+typedef void (*stallwatch_compensate_fn)(int group, int begins, void *arg);
+
+/*
+ * Calls `fn` at the start and end of each compensation episode of `group`,
+ * judged with `threshold_ms`. The first call starts the watchdog thread
+ * (one per process; it wakes every threshold/4, between 5 and 100 ms).
+ * fn = NULL stops calling. 0, -ENOTSUP (no table with groups), -EINVAL (no
+ * such group, threshold 0), or pthread_create's error, negated.
+ */
+STALLWATCH_API int stallwatch_compensate(int group, uint32_t threshold_ms, stallwatch_compensate_fn fn,
+                                         void *arg);
+
+/*
+ * How many extra threads the application runs for `group` now: the monitor
+ * shows it, with the most at once in each episode. Call it as they start
+ * and leave.
+ */
+STALLWATCH_API void stallwatch_compensation_threads(int group, uint32_t extra);
+
 /* One unit of progress. Call it only from the worker's own thread. */
 static inline void stallwatch_tick(stallwatch_worker *w)
 {

@@ -13,6 +13,7 @@
 #include "common/result.hpp"
 #include "common/unique_fd.hpp"
 #include "proc/namespaces.hpp"
+#include "stallwatch/table_abi.h"
 #include "table/snapshot.hpp"
 
 namespace sw::proc {
@@ -60,6 +61,7 @@ private:
     int fd_number_;
     std::shared_ptr<NamespaceIds> ids_;
     std::uint64_t last_image_size_ = 0;  // bytes the last read needed
+    std::uint64_t slots_at_ = STALLWATCH_HEADER_SIZE;  // slot 0's offset (the header's header_size)
     // The header bytes and file size of the last read (file size asked
     // again only when the header changes).
     std::vector<std::byte> last_header_;

@@ -158,7 +158,7 @@ Result<std::vector<std::byte>> TableFile::read_image(std::uint64_t size) {
 std::optional<TableFile::SlotNow> TableFile::read_slot(std::uint32_t slot, std::uint32_t generation) {
     if (slot >= STALLWATCH_MAX_CAPACITY) return std::nullopt;
     stallwatch_slot s{};
-    off_t at = static_cast<off_t>(STALLWATCH_HEADER_SIZE + std::uint64_t{slot} * STALLWATCH_SLOT_SIZE);
+    off_t at = static_cast<off_t>(slots_at_ + std::uint64_t{slot} * STALLWATCH_SLOT_SIZE);
     if (::pread(fd_.get(), &s, sizeof s, at) != static_cast<ssize_t>(sizeof s)) return std::nullopt;
     bool live = s.state == STALLWATCH_SLOT_RUNNING || s.state == STALLWATCH_SLOT_PARKED;
     if (!live || s.generation != generation) return std::nullopt;
@@ -195,6 +195,7 @@ Result<table::Snapshot> TableFile::read() {
     if (!header) return std::move(header).error();
 
     auto want = table::image_size(*header);
+    slots_at_ = header->header_size;
     auto changed = [&](std::size_t got) {
         return make_error(Errc::corrupt_table,
                           fmt::format("corrupt stallwatch table: it changed size while being read "

@@ -27,6 +27,8 @@ static int g_fd = -1;
 static unsigned char *g_base;
 static size_t g_size;
 static uint32_t g_capacity; /* private copy: never trust the shared bytes */
+static uint32_t g_groups;   /* group records (version 2), 0 in version 1 */
+static size_t g_slots_at;   /* header_size: where slot 0 starts */
 static pthread_key_t g_key;
 static int g_key_ready;
 static int g_atfork_ready;
@@ -45,16 +47,27 @@ static struct stallwatch_table_header *header(void)
 
 static stallwatch_worker *slot_at(uint32_t i)
 {
-    return (stallwatch_worker *)(void *)(g_base + STALLWATCH_HEADER_SIZE +
-                                         (size_t)i * STALLWATCH_SLOT_SIZE);
+    return (stallwatch_worker *)(void *)(g_base + g_slots_at + (size_t)i * STALLWATCH_SLOT_SIZE);
+}
+
+static struct stallwatch_group *group_at(uint32_t index)
+{
+    return (struct stallwatch_group *)(void *)(g_base + STALLWATCH_HEADER_SIZE +
+                                               (size_t)index * STALLWATCH_GROUP_SIZE);
 }
 
 static int owns(const stallwatch_worker *w)
 {
     const unsigned char *p = (const unsigned char *)w;
-    if (!g_base || p < g_base + STALLWATCH_HEADER_SIZE || p >= g_base + g_size)
+    if (!g_base || p < g_base + g_slots_at || p >= g_base + g_size)
         return 0;
-    return ((size_t)(p - g_base - STALLWATCH_HEADER_SIZE) % STALLWATCH_SLOT_SIZE) == 0;
+    return ((size_t)(p - g_base - g_slots_at) % STALLWATCH_SLOT_SIZE) == 0;
+}
+
+/* Where slot 0 starts in a table of `groups` group records. */
+static size_t slots_offset(uint32_t groups)
+{
+    return STALLWATCH_HEADER_SIZE + (size_t)groups * STALLWATCH_GROUP_SIZE;
 }
 
 /* Copies at most size-1 bytes, never cutting a UTF-8 character in two, and
@@ -109,6 +122,9 @@ static void after_fork_child(void)
     g_base = NULL; /* the private copy is left mapped on purpose */
     g_size = 0;
     g_capacity = 0;
+    g_groups = 0;
+    g_slots_at = 0;
+    sw_shim_compensation_after_fork(); /* no watchdog thread in the child */
     __atomic_store_n(&g_live, 0, __ATOMIC_RELEASE);
     g_init_result = 1;
     t_worker = NULL;
@@ -166,10 +182,14 @@ static int adopt_table(void)
             uint64_t magic, want;
             memcpy(&want, STALLWATCH_TABLE_MAGIC, sizeof want);
             magic = __atomic_load_n((const uint64_t *)(const void *)h->magic, __ATOMIC_ACQUIRE);
-            int mine = magic == want && h->version == STALLWATCH_TABLE_VERSION &&
-                       h->header_size == STALLWATCH_HEADER_SIZE &&
+            uint32_t groups = h->version == STALLWATCH_TABLE_VERSION_GROUPS ? h->group_capacity : 0;
+            int mine = magic == want &&
+                       (h->version == STALLWATCH_TABLE_VERSION ||
+                        (h->version == STALLWATCH_TABLE_VERSION_GROUPS && groups >= 1 &&
+                         groups <= STALLWATCH_MAX_GROUPS)) &&
+                       h->header_size == slots_offset(groups) &&
                        h->slot_size == STALLWATCH_SLOT_SIZE && h->capacity <= STALLWATCH_MAX_CAPACITY &&
-                       STALLWATCH_HEADER_SIZE + (size_t)h->capacity * STALLWATCH_SLOT_SIZE <= size &&
+                       slots_offset(groups) + (size_t)h->capacity * STALLWATCH_SLOT_SIZE <= size &&
                        h->pid == (int32_t)getpid();
             int own = mine ? fcntl(fd, F_DUPFD_CLOEXEC, 0) : -1;
             if (own < 0) {
@@ -180,6 +200,8 @@ static int adopt_table(void)
             g_base = base;
             g_size = size;
             g_capacity = h->capacity;
+            g_groups = groups;
+            g_slots_at = slots_offset(groups);
             adopted = 0;
         }
     }
@@ -187,10 +209,10 @@ static int adopt_table(void)
     return adopted;
 }
 
-static int create_table(const char *app_name, uint32_t capacity)
+static int create_table(const char *app_name, uint32_t capacity, uint32_t groups)
 {
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
-    size_t bytes = STALLWATCH_HEADER_SIZE + (size_t)capacity * STALLWATCH_SLOT_SIZE;
+    size_t bytes = slots_offset(groups) + (size_t)capacity * STALLWATCH_SLOT_SIZE;
     size_t size = (bytes + page - 1) / page * page;
 
     int fd = memfd_create(STALLWATCH_TABLE_MEMFD_NAME, MFD_CLOEXEC | MFD_ALLOW_SEALING);
@@ -220,8 +242,11 @@ static int create_table(const char *app_name, uint32_t capacity)
     struct stallwatch_table_header *h = base;
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
-    h->version = STALLWATCH_TABLE_VERSION;
-    h->header_size = STALLWATCH_HEADER_SIZE;
+    /* Version 1 unless groups were asked for: a table without them stays
+     * readable by every stallwatch that reads version 1. */
+    h->version = groups ? STALLWATCH_TABLE_VERSION_GROUPS : STALLWATCH_TABLE_VERSION;
+    h->header_size = (uint32_t)slots_offset(groups);
+    h->group_capacity = groups;
     h->slot_size = STALLWATCH_SLOT_SIZE;
     h->capacity = capacity;
     h->pid = (int32_t)getpid();
@@ -240,10 +265,12 @@ static int create_table(const char *app_name, uint32_t capacity)
     g_base = base;
     g_size = size;
     g_capacity = capacity;
+    g_groups = groups;
+    g_slots_at = slots_offset(groups);
     return 0;
 }
 
-int stallwatch_init(const char *app_name, uint32_t capacity)
+static int init_table(const char *app_name, uint32_t capacity, uint32_t groups)
 {
     pthread_mutex_lock(&g_lock);
     if (g_init_result != 1) {
@@ -254,7 +281,7 @@ int stallwatch_init(const char *app_name, uint32_t capacity)
     int r;
     if (env_disabled())
         r = -ECANCELED;
-    else if (capacity > STALLWATCH_MAX_CAPACITY)
+    else if (capacity > STALLWATCH_MAX_CAPACITY || groups > STALLWATCH_MAX_GROUPS)
         r = -EINVAL;
     else {
         r = 0;
@@ -267,13 +294,85 @@ int stallwatch_init(const char *app_name, uint32_t capacity)
             g_atfork_ready = (r == 0);
         }
         if (r == 0 && adopt_table() != 0)
-            r = create_table(app_name, capacity ? capacity : STALLWATCH_DEFAULT_CAPACITY);
+            r = create_table(app_name, capacity ? capacity : STALLWATCH_DEFAULT_CAPACITY, groups);
     }
     g_init_result = r;
     if (r == 0)
         __atomic_store_n(&g_live, 1, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&g_lock);
     return r;
+}
+
+int stallwatch_init(const char *app_name, uint32_t capacity)
+{
+    return init_table(app_name, capacity, 0);
+}
+
+int stallwatch_init_groups(const char *app_name, uint32_t capacity, uint32_t groups)
+{
+    if (groups == 0)
+        return -EINVAL;
+    return init_table(app_name, capacity, groups);
+}
+
+/* ---- Groups (version 2) ------------------------------------------------------ */
+
+int stallwatch_group(const char *name)
+{
+    if (!name || !*name)
+        return -EINVAL;
+    pthread_mutex_lock(&g_lock);
+    int r;
+    if (!__atomic_load_n(&g_live, __ATOMIC_ACQUIRE))
+        r = g_init_result < 0 ? g_init_result : -ECANCELED;
+    else if (g_groups == 0)
+        r = -ENOTSUP;
+    else {
+        char want[STALLWATCH_GROUP_NAME_SIZE];
+        copy_name(want, sizeof want, name);
+        r = -ENOSPC;
+        for (uint32_t i = 0; i < g_groups; ++i) {
+            struct stallwatch_group *g = group_at(i);
+            if (__atomic_load_n(&g->state, __ATOMIC_RELAXED) == STALLWATCH_GROUP_ACTIVE) {
+                if (memcmp(g->name, want, sizeof want) == 0) {
+                    r = (int)i + 1;
+                    break;
+                }
+                continue;
+            }
+            memcpy(g->name, want, sizeof want);
+            __atomic_store_n(&g->state, (uint32_t)STALLWATCH_GROUP_ACTIVE, __ATOMIC_RELEASE);
+            r = (int)i + 1;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&g_lock);
+    return r;
+}
+
+int stallwatch_join(stallwatch_worker *w, int group)
+{
+    if (!w || w != t_worker || !owns(w))
+        return w == &t_sink ? 0 : -EINVAL; /* a no-op worker joins nothing, quietly */
+    if (group < 0 || (uint32_t)group > g_groups ||
+        (group > 0 &&
+         __atomic_load_n(&group_at((uint32_t)group - 1)->state, __ATOMIC_ACQUIRE) != STALLWATCH_GROUP_ACTIVE))
+        return -EINVAL;
+    __atomic_store_n(&w->group, (uint32_t)group, __ATOMIC_RELEASE);
+    return 0;
+}
+
+/* For compensation.c: the table as this shim maps it. */
+int sw_shim_table(struct sw_shim_view *view)
+{
+    if (!__atomic_load_n(&g_live, __ATOMIC_ACQUIRE) || g_groups == 0)
+        return -1;
+    view->capacity = g_capacity;
+    view->groups = g_groups;
+    view->header = header();
+    view->group0 = group_at(0);
+    view->slot0 = slot_at(0);
+    return 0;
 }
 
 static void raise_high_water(uint32_t n)
@@ -303,7 +402,7 @@ stallwatch_worker *stallwatch_register(const char *name)
             continue;
         /* We own the slot: identity first, then generation, then state. */
         w->tid = (int32_t)gettid();
-        w->reserved = 0;
+        w->group = 0;
         copy_name(w->name, sizeof w->name, name);
         __atomic_store_n(&w->progress, 0, __ATOMIC_RELAXED);
         __atomic_store_n(&w->generation, w->generation + 1, __ATOMIC_RELAXED);

@@ -22,4 +22,20 @@ extern __thread unsigned char sw_shim_shared __attribute__((visibility("hidden")
  * shim, or found in the table by its tid (another copy registered it). */
 __attribute__((visibility("hidden"))) stallwatch_worker *sw_shim_thread_worker(void);
 
+/* The table as this copy of the shim maps it, for the compensation
+ * watchdog (compensation.c). */
+struct sw_shim_view {
+    uint32_t capacity;
+    uint32_t groups;
+    struct stallwatch_table_header *header;
+    struct stallwatch_group *group0;
+    stallwatch_worker *slot0;
+};
+/* 0 and `view` filled when the table is live and has groups; -1 otherwise. */
+__attribute__((visibility("hidden"))) int sw_shim_table(struct sw_shim_view *view);
+
+/* In a forked child: the watchdog thread did not come along; forget it and
+ * the parent's callbacks. */
+__attribute__((visibility("hidden"))) void sw_shim_compensation_after_fork(void);
+
 #endif /* STALLWATCH_SHIM_INTERNAL_H */

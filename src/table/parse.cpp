@@ -59,8 +59,7 @@ std::string_view to_string(WorkerState s) {
 }
 
 std::uint64_t image_size(const Header& h) {
-    return std::uint64_t{STALLWATCH_HEADER_SIZE} +
-           std::uint64_t{h.high_water} * STALLWATCH_SLOT_SIZE;
+    return std::uint64_t{h.header_size} + std::uint64_t{h.high_water} * STALLWATCH_SLOT_SIZE;
 }
 
 Result<Header> parse_header(std::span<const std::byte> bytes, std::uint64_t file_size) {
@@ -82,24 +81,32 @@ Result<Header> parse_header(std::span<const std::byte> bytes, std::uint64_t file
     Bytes in(bytes);
     Header h;
     h.version = *in.get<std::uint32_t>(offsetof(H, version));
-    if (h.version != STALLWATCH_TABLE_VERSION)
+    if (h.version != STALLWATCH_TABLE_VERSION && h.version != STALLWATCH_TABLE_VERSION_GROUPS)
         return make_error(
             Errc::unsupported_version,
-            h.version > STALLWATCH_TABLE_VERSION
+            h.version > STALLWATCH_TABLE_VERSION_MAX
                 ? fmt::format("table format version {} is newer than this stallwatch reads "
                               "(up to {}); upgrade stallwatch",
-                              h.version, STALLWATCH_TABLE_VERSION)
-                : fmt::format("table format version {} is not one this stallwatch reads ({})",
-                              h.version, STALLWATCH_TABLE_VERSION));
+                              h.version, STALLWATCH_TABLE_VERSION_MAX)
+                : fmt::format("table format version {} is not one this stallwatch reads ({} or {})",
+                              h.version, STALLWATCH_TABLE_VERSION, STALLWATCH_TABLE_VERSION_GROUPS));
 
     auto header_size = *in.get<std::uint32_t>(offsetof(H, header_size));
     auto slot_size = *in.get<std::uint32_t>(offsetof(H, slot_size));
-    if (header_size != STALLWATCH_HEADER_SIZE)
-        return corrupt(fmt::format("header size {} (version 1 requires {})", header_size,
-                                   STALLWATCH_HEADER_SIZE));
+    if (h.version == STALLWATCH_TABLE_VERSION_GROUPS) {
+        // Version 2: the group records sit between the header and the slots.
+        h.group_capacity = *in.get<std::uint32_t>(offsetof(H, group_capacity));
+        if (h.group_capacity == 0 || h.group_capacity > STALLWATCH_MAX_GROUPS)
+            return corrupt(fmt::format("{} groups is outside 1..{}", h.group_capacity, STALLWATCH_MAX_GROUPS));
+    }  // version 1 ignores the field, as it ignores every reserved byte
+    const std::uint32_t want_header = STALLWATCH_HEADER_SIZE + h.group_capacity * STALLWATCH_GROUP_SIZE;
+    if (header_size != want_header)
+        return corrupt(fmt::format("header size {} (version {} with {} groups requires {})", header_size,
+                                   h.version, h.group_capacity, want_header));
     if (slot_size != STALLWATCH_SLOT_SIZE)
-        return corrupt(fmt::format("slot size {} (version 1 requires {})", slot_size,
+        return corrupt(fmt::format("slot size {} (version {} requires {})", slot_size, h.version,
                                    STALLWATCH_SLOT_SIZE));
+    h.header_size = header_size;  // the group records themselves are parse_table's
 
     h.capacity = *in.get<std::uint32_t>(offsetof(H, capacity));
     if (h.capacity == 0 || h.capacity > STALLWATCH_MAX_CAPACITY)
@@ -126,19 +133,49 @@ Result<Header> parse_header(std::span<const std::byte> bytes, std::uint64_t file
 
 Result<Snapshot> parse_table(std::span<const std::byte> bytes, std::uint64_t file_size) {
     using S = stallwatch_slot;
+    using G = stallwatch_group;
     auto header = parse_header(bytes, file_size);
     if (!header) return std::move(header).error();
 
     Snapshot snap;
     snap.header = std::move(header.value());
-    // Slots registered after the caller sized its read lie beyond `bytes`:
-    // they are seen on the next read, not treated as an error.
-    std::uint64_t fetched = (bytes.size() - STALLWATCH_HEADER_SIZE) / STALLWATCH_SLOT_SIZE;
-    auto slots = static_cast<std::uint32_t>(std::min<std::uint64_t>(snap.header.high_water, fetched));
+    const std::uint64_t slots_at = snap.header.header_size;
+    if (bytes.size() < slots_at)
+        return corrupt(fmt::format("{} bytes is smaller than the {}-byte header with its groups", bytes.size(),
+                                   slots_at));
 
     Bytes in(bytes);
+    // Version 2's groups. A slot may name a group this read saw as not yet
+    // made (the group is published before any worker joins it, but one read
+    // is not atomic): such a slot reads as in no group.
+    std::vector<bool> made(snap.header.group_capacity + 1, false);
+    for (std::uint32_t k = 0; k < snap.header.group_capacity; ++k) {
+        std::uint64_t base = STALLWATCH_HEADER_SIZE + std::uint64_t{k} * STALLWATCH_GROUP_SIZE;
+        auto state = *in.get<std::uint32_t>(base + offsetof(G, state));
+        if (state == STALLWATCH_GROUP_FREE) continue;
+        if (state != STALLWATCH_GROUP_ACTIVE)
+            return corrupt(fmt::format("group {} has unknown state {}", k, state));
+        Group g;
+        g.id = k + 1;
+        auto name = in.cstr(base + offsetof(G, name), STALLWATCH_GROUP_NAME_SIZE);
+        if (!name) return corrupt(fmt::format("group {} name is not NUL-terminated", k));
+        g.name = std::move(*name);
+        g.threshold_ms = *in.get<std::uint32_t>(base + offsetof(G, threshold_ms));
+        g.episodes = *in.get<std::uint64_t>(base + offsetof(G, episodes));
+        g.episode_begin_unix_ns = *in.get<std::uint64_t>(base + offsetof(G, episode_begin_unix_ns));
+        g.extra_threads = *in.get<std::uint32_t>(base + offsetof(G, extra_threads));
+        g.extra_threads_peak = *in.get<std::uint32_t>(base + offsetof(G, extra_threads_peak));
+        made[g.id] = true;
+        snap.groups.push_back(std::move(g));
+    }
+
+    // Slots registered after the caller sized its read lie beyond `bytes`:
+    // they are seen on the next read, not treated as an error.
+    std::uint64_t fetched = (bytes.size() - slots_at) / STALLWATCH_SLOT_SIZE;
+    auto slots = static_cast<std::uint32_t>(std::min<std::uint64_t>(snap.header.high_water, fetched));
+
     for (std::uint32_t i = 0; i < slots; ++i) {
-        std::uint64_t base = STALLWATCH_HEADER_SIZE + std::uint64_t{i} * STALLWATCH_SLOT_SIZE;
+        std::uint64_t base = slots_at + std::uint64_t{i} * STALLWATCH_SLOT_SIZE;
         auto state = *in.get<std::uint32_t>(base + offsetof(S, state));
         if (state == STALLWATCH_SLOT_FREE || state == STALLWATCH_SLOT_CLAIMED) continue;
         if (state != STALLWATCH_SLOT_RUNNING && state != STALLWATCH_SLOT_PARKED)
@@ -154,6 +191,12 @@ Result<Snapshot> parse_table(std::span<const std::byte> bytes, std::uint64_t fil
         auto name = in.cstr(base + offsetof(S, name), STALLWATCH_WORKER_NAME_SIZE);
         if (!name) return corrupt(fmt::format("slot {} name is not NUL-terminated", i));
         w.name = std::move(*name);
+        if (snap.header.version == STALLWATCH_TABLE_VERSION_GROUPS) {  // version 1: a reserved field
+            auto group = *in.get<std::uint32_t>(base + offsetof(S, group));
+            if (group > snap.header.group_capacity)
+                return corrupt(fmt::format("slot {} names group {} of {}", i, group, snap.header.group_capacity));
+            w.group = made[group] ? group : 0;
+        }
         snap.workers.push_back(std::move(w));
     }
     return snap;

@@ -17,6 +17,8 @@ std::string_view to_string(WorkerState s);
 
 struct Header {
     std::uint32_t version = 0;
+    std::uint32_t header_size = 0;     // where slot 0 starts: 128, plus the group records in version 2
+    std::uint32_t group_capacity = 0;  // version 2's group records; 0 in version 1
     std::uint32_t capacity = 0;
     std::uint32_t high_water = 0;
     pid_t pid = 0;
@@ -31,6 +33,7 @@ struct Worker {
     pid_t ns_tid = 0;  // as the target sees it, when that differs (in another PID namespace); else 0
     WorkerState state = WorkerState::running;
     std::uint64_t progress = 0;
+    std::uint32_t group = 0;  // 0: none; else the index + 1 of its group in Snapshot::groups' records
     std::string name;
 
     // Same registration: same slot, same claim, same thread.
@@ -39,9 +42,22 @@ struct Worker {
     }
 };
 
+// A group of workers (version 2) and its compensation episodes, as the
+// process's shim records them (docs/table-format.md, section 12).
+struct Group {
+    std::uint32_t id = 0;  // index + 1: what Worker::group names
+    std::string name;
+    std::uint32_t threshold_ms = 0;  // 0: no compensation registered
+    std::uint64_t episodes = 0;      // episodes begun so far
+    std::uint64_t episode_begin_unix_ns = 0;  // 0: no episode running
+    std::uint32_t extra_threads = 0;
+    std::uint32_t extra_threads_peak = 0;
+};
+
 struct Snapshot {
     Header header;
     std::vector<Worker> workers;  // live slots only, in slot order
+    std::vector<Group> groups;    // made groups only, in record order
 };
 
 }  // namespace sw::table

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <mutex>
 #include <thread>
 
@@ -204,6 +205,134 @@ TEST_CASE("a forked child writes nothing into its parent's table") {
     CHECK(seen->state == table::WorkerState::running);
     CHECK(find(snap, "fork-child") == nullptr);
     stallwatch_unregister(w);
+}
+
+namespace {
+
+// In a forked child (its own table: the shim forgets the parent's), runs
+// `body`, which returns "" or what went wrong; the parent gets the text.
+std::string in_child(const std::function<std::string()>& body) {
+    int fds[2];
+    REQUIRE(::pipe(fds) == 0);
+    pid_t child = ::fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+        ::close(fds[0]);
+        std::string what = body();
+        if (what.empty()) what = "ok";
+        (void)!::write(fds[1], what.data(), what.size());
+        ::_exit(0);
+    }
+    ::close(fds[1]);
+    std::string got;
+    char buf[512];
+    for (ssize_t n; (n = ::read(fds[0], buf, sizeof buf)) > 0;) got.append(buf, static_cast<std::size_t>(n));
+    ::close(fds[0]);
+    int status = 0;
+    REQUIRE(::waitpid(child, &status, 0) == child);
+    CHECK(WIFEXITED(status));
+    return got;
+}
+
+struct Episodes {
+    std::mutex m;
+    std::condition_variable cv;
+    std::vector<int> calls;  // 1: begins, 0: ends
+};
+
+void on_episode(int, int begins, void* arg) {
+    auto* e = static_cast<Episodes*>(arg);
+    std::lock_guard lk(e->m);
+    e->calls.push_back(begins);
+    e->cv.notify_all();
+}
+
+}  // namespace
+
+TEST_CASE("groups: a table made with groups is version 2; groups are made once by name, workers join them, "
+          "and the reader sees both") {
+    auto what = in_child([]() -> std::string {
+        if (stallwatch_group("early") != -ECANCELED) return "a group before init";
+        if (stallwatch_init_groups("groups", 8, 2) != 0) return "init_groups failed";
+        int a = stallwatch_group("pool-a"), b = stallwatch_group("pool-b");
+        if (a != 1 || b != 2) return "group ids " + std::to_string(a) + " " + std::to_string(b);
+        if (stallwatch_group("pool-a") != 1) return "pool-a made twice";
+        if (stallwatch_group("pool-c") != -ENOSPC) return "a third group in a table of two";
+        if (stallwatch_group("") != -EINVAL) return "an empty name";
+        stallwatch_worker* w = stallwatch_register("member");
+        if (stallwatch_join(w, 3) != -EINVAL) return "joined a group that does not exist";
+        if (stallwatch_join(w, b) != 0) return "join failed";
+        stallwatch_register("loner");  // same thread: the same worker
+        auto f = TableFile::open(::getpid());
+        if (!f.ok()) return "open: " + f.error().message;
+        auto snap = f->read();
+        if (!snap.ok()) return "read: " + snap.error().message;
+        if (snap->header.version != STALLWATCH_TABLE_VERSION_GROUPS) return "not version 2";
+        if (snap->header.group_capacity != 2) return "group capacity";
+        if (snap->groups.size() != 2 || snap->groups[1].name != "pool-b" || snap->groups[1].id != 2)
+            return "groups as read";
+        const auto* m = find(*snap, "member");
+        if (!m || m->group != 2) return "the member's group as read";
+        if (stallwatch_join(w, 0) != 0) return "leave failed";
+        return "";
+    });
+    CHECK(what == "ok");
+}
+
+TEST_CASE("groups: a table without groups stays version 1 and refuses them") {
+    ensure_init();
+    CHECK(stallwatch_group("pool") == -ENOTSUP);
+    CHECK(stallwatch_compensate(1, 100, on_episode, nullptr) == -ENOTSUP);
+    CHECK(read_self().header.version == STALLWATCH_TABLE_VERSION);
+}
+
+TEST_CASE("compensation: the callback begins once when every running worker of the group is stuck, ends when "
+          "one moves, and the group's record counts the episode") {
+    auto what = in_child([]() -> std::string {
+        if (stallwatch_init_groups("compensation", 8, 1) != 0) return "init_groups failed";
+        const int g = stallwatch_group("pool");
+        static Episodes e;
+        if (stallwatch_compensate(g, 100, on_episode, &e) != 0) return "compensate failed";
+        std::atomic<bool> go_on{false};
+        std::vector<std::thread> workers;
+        for (int i = 0; i < 2; ++i)
+            workers.emplace_back([&, i] {
+                stallwatch_worker* w = stallwatch_register(("w" + std::to_string(i)).c_str());
+                stallwatch_join(w, g);
+                while (!go_on) std::this_thread::sleep_for(std::chrono::milliseconds(1));  // stuck: no tick
+                stallwatch_tick(w);
+                stallwatch_park(w);
+                while (go_on) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+            });
+        {
+            std::unique_lock lk(e.m);
+            if (!e.cv.wait_for(lk, std::chrono::seconds(3), [&] { return !e.calls.empty(); }))
+                return "no episode began";
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(300));  // still stuck: no second call
+        auto f = TableFile::open(::getpid());
+        auto during = f.ok() ? f->read() : sw::Result<table::Snapshot>(f.error());
+        if (!during.ok()) return "read: " + during.error().message;
+        go_on = true;
+        {
+            std::unique_lock lk(e.m);
+            if (!e.cv.wait_for(lk, std::chrono::seconds(3), [&] { return e.calls.size() >= 2; }))
+                return "the episode did not end";
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(300));  // parked now: no new episode
+        auto after = f->read();
+        go_on = false;
+        for (auto& t : workers) t.join();
+        std::lock_guard lk(e.m);
+        if (e.calls != std::vector<int>{1, 0}) return "calls: " + std::to_string(e.calls.size());
+        if (during->groups.size() != 1 || during->groups[0].episodes != 1 ||
+            during->groups[0].episode_begin_unix_ns == 0 || during->groups[0].threshold_ms != 100)
+            return "the record during the episode";
+        if (!after.ok() || after->groups[0].episodes != 1 || after->groups[0].episode_begin_unix_ns != 0)
+            return "the record after the episode";
+        return "";
+    });
+    CHECK(what == "ok");
 }
 
 TEST_CASE("a table shrunk under the reader gives an error, never a crash") {

@@ -60,7 +60,8 @@ pub struct Header {
     pub flags: u32,
     pub created_unix_ns: u64,
     pub slots_high_water: AtomicU32,
-    pub reserved0: u32,
+    /// Version 2's group records; this crate writes version 1: always 0.
+    pub group_capacity: u32,
     pub app_name: [u8; APP_NAME_SIZE],
     pub reserved1: [u64; 2],
 }
@@ -73,7 +74,8 @@ pub struct Slot {
     pub state: AtomicU32,
     pub tid: AtomicI32,
     pub generation: AtomicU32,
-    pub reserved: AtomicU32,
+    /// Version 2's group of the worker; always 0 in the version 1 this crate writes.
+    pub group: AtomicU32,
     pub name: [u8; WORKER_NAME_SIZE],
 }
 
@@ -300,7 +302,7 @@ thread_local! {
             state: AtomicU32::new(state::RUNNING),
             tid: AtomicI32::new(0),
             generation: AtomicU32::new(0),
-            reserved: AtomicU32::new(0),
+            group: AtomicU32::new(0),
             name: [0; WORKER_NAME_SIZE],
         }
     };
@@ -355,7 +357,7 @@ fn claim(name: &str) -> *const Slot {
         }
         // Ours: identity, then the high-water mark, then the state (5.3).
         slot.tid.store(gettid(), Ordering::Relaxed);
-        slot.reserved.store(0, Ordering::Relaxed);
+        slot.group.store(0, Ordering::Relaxed);
         // The name is plain bytes: written through the table's own pointer,
         // never through the shared reference used for the atomics.
         copy_name(unsafe { std::ptr::addr_of_mut!((*slot_ptr).name).cast::<u8>() }, WORKER_NAME_SIZE, name);

@@ -19,6 +19,7 @@ fn c_table() -> Vec<u8> {
         .arg(format!("{root}/src"))
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/conformance/sequence.c"))
         .arg(format!("{root}/src/shim/shim.c"))
+        .arg(format!("{root}/src/shim/compensation.c"))
         .arg("-o")
         .arg(&exe)
         .status()

@@ -37,10 +37,10 @@ int main(void) {
     F(stallwatch_table_header, header_size); F(stallwatch_table_header, slot_size);
     F(stallwatch_table_header, capacity); F(stallwatch_table_header, pid);
     F(stallwatch_table_header, flags); F(stallwatch_table_header, created_unix_ns);
-    F(stallwatch_table_header, slots_high_water); F(stallwatch_table_header, reserved0);
+    F(stallwatch_table_header, slots_high_water); F(stallwatch_table_header, group_capacity);
     F(stallwatch_table_header, app_name); F(stallwatch_table_header, reserved1);
     F(stallwatch_slot, progress); F(stallwatch_slot, state); F(stallwatch_slot, tid);
-    F(stallwatch_slot, generation); F(stallwatch_slot, reserved); F(stallwatch_slot, name);
+    F(stallwatch_slot, generation); F(stallwatch_slot, group); F(stallwatch_slot, name);
     printf("magic %s\nmax %u\nname %u %u\n", STALLWATCH_TABLE_MAGIC, STALLWATCH_MAX_CAPACITY,
            STALLWATCH_APP_NAME_SIZE, STALLWATCH_WORKER_NAME_SIZE);
     return 0;
@@ -60,10 +60,10 @@ int main(void) {
          stallwatch_table_header.header_size {}\nstallwatch_table_header.slot_size {}\n\
          stallwatch_table_header.capacity {}\nstallwatch_table_header.pid {}\n\
          stallwatch_table_header.flags {}\nstallwatch_table_header.created_unix_ns {}\n\
-         stallwatch_table_header.slots_high_water {}\nstallwatch_table_header.reserved0 {}\n\
+         stallwatch_table_header.slots_high_water {}\nstallwatch_table_header.group_capacity {}\n\
          stallwatch_table_header.app_name {}\nstallwatch_table_header.reserved1 {}\n\
          stallwatch_slot.progress {}\nstallwatch_slot.state {}\nstallwatch_slot.tid {}\n\
-         stallwatch_slot.generation {}\nstallwatch_slot.reserved {}\nstallwatch_slot.name {}\n\
+         stallwatch_slot.generation {}\nstallwatch_slot.group {}\nstallwatch_slot.name {}\n\
          magic {}\nmax {}\nname {} {}\n",
         size_of::<Header>(),
         size_of::<Slot>(),
@@ -76,14 +76,14 @@ int main(void) {
         offset_of!(Header, flags),
         offset_of!(Header, created_unix_ns),
         offset_of!(Header, slots_high_water),
-        offset_of!(Header, reserved0),
+        offset_of!(Header, group_capacity),
         offset_of!(Header, app_name),
         offset_of!(Header, reserved1),
         offset_of!(Slot, progress),
         offset_of!(Slot, state),
         offset_of!(Slot, tid),
         offset_of!(Slot, generation),
-        offset_of!(Slot, reserved),
+        offset_of!(Slot, group),
         offset_of!(Slot, name),
         std::str::from_utf8(&stallwatch::MAGIC).unwrap(),
         stallwatch::MAX_CAPACITY,
