@@ -3,6 +3,7 @@
 //
 // Input: an 8-byte little-endian file size (what fstat said), then the image
 // (what pread returned; it may be shorter or longer than the file claims).
+#include <algorithm>
 #include <string>
 
 #include "fuzz_support.hpp"
@@ -28,7 +29,10 @@ bool valid_name(const std::string& s, std::size_t field) {
 }
 
 void check_header(const table::Header& h, std::uint64_t file_size) {
-    SW_FUZZ_CHECK(h.version == STALLWATCH_TABLE_VERSION);
+    SW_FUZZ_CHECK(h.version == STALLWATCH_TABLE_VERSION || h.version == STALLWATCH_TABLE_VERSION_GROUPS);
+    SW_FUZZ_CHECK(h.header_size == STALLWATCH_HEADER_SIZE + h.group_capacity * STALLWATCH_GROUP_SIZE);
+    SW_FUZZ_CHECK(h.group_capacity <= STALLWATCH_MAX_GROUPS);
+    SW_FUZZ_CHECK((h.version == STALLWATCH_TABLE_VERSION) == (h.group_capacity == 0));
     SW_FUZZ_CHECK(h.capacity >= 1 && h.capacity <= STALLWATCH_MAX_CAPACITY);
     SW_FUZZ_CHECK(h.high_water <= h.capacity);
     SW_FUZZ_CHECK(h.pid > 0);
@@ -38,7 +42,14 @@ void check_header(const table::Header& h, std::uint64_t file_size) {
 }
 
 void check_snapshot(const table::Snapshot& s, std::size_t image_bytes) {
-    std::uint64_t fetched = (image_bytes - STALLWATCH_HEADER_SIZE) / STALLWATCH_SLOT_SIZE;
+    SW_FUZZ_CHECK(image_bytes >= s.header.header_size);
+    std::uint64_t fetched = (image_bytes - s.header.header_size) / STALLWATCH_SLOT_SIZE;
+    std::uint32_t prev_group = 0;
+    for (const auto& g : s.groups) {
+        SW_FUZZ_CHECK(g.id > prev_group && g.id <= s.header.group_capacity);  // record order, made ones only
+        prev_group = g.id;
+        SW_FUZZ_CHECK(valid_name(g.name, STALLWATCH_GROUP_NAME_SIZE));
+    }
     std::int64_t prev = -1;
     for (const auto& w : s.workers) {
         SW_FUZZ_CHECK(static_cast<std::int64_t>(w.slot) > prev);  // slot order, no duplicates
@@ -48,6 +59,9 @@ void check_snapshot(const table::Snapshot& s, std::size_t image_bytes) {
         SW_FUZZ_CHECK(w.tid > 0);
         SW_FUZZ_CHECK(w.state == table::WorkerState::running ||
                       w.state == table::WorkerState::parked);
+        // A worker's group is none or one of the groups read.
+        SW_FUZZ_CHECK(w.group == 0 || std::any_of(s.groups.begin(), s.groups.end(),
+                                                  [&](const table::Group& g) { return g.id == w.group; }));
         SW_FUZZ_CHECK(valid_name(w.name, STALLWATCH_WORKER_NAME_SIZE));
         SW_FUZZ_CHECK(!table::to_string(w.state).empty());
     }

@@ -156,10 +156,23 @@ void tables() {
     }
     {
         TableImage img;
-        img.header.version = STALLWATCH_TABLE_VERSION + 1;
+        img.header.version = STALLWATCH_TABLE_VERSION_MAX + 1;
         table_seed("future-version", img);
         img.header.version = 0;
         table_seed("version-0", img);
+    }
+    {
+        TableImage img(4);
+        img.with_groups(2);
+        auto& g = img.group(0, "pool");
+        g.threshold_ms = 100;
+        g.episodes = 1;
+        g.episode_begin_unix_ns = 1'700'000'000'000'000'000ull;
+        img.worker(0, "in-pool", 11).group = 1;
+        img.worker(1, "alone", 12);
+        table_seed("version-2-groups", img);
+        img.slots[0].group = 3;
+        table_seed("version-2-slot-names-no-such-group", img);
     }
     {
         TableImage img(4);

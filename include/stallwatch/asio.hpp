@@ -19,13 +19,15 @@
 #include <boost/asio/execution_context.hpp>
 #include <boost/asio/io_context.hpp>
 
-#include <chrono>
-#include <thread>
+#include <pthread.h>
+#include <signal.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <mutex>
 #include <stdexcept>
+#include <thread>
 
 #include "stallwatch/stallwatch.h"
 
@@ -51,6 +53,7 @@ struct compensator {
     unsigned max_extra = 1;
     std::atomic<bool> episode{false};
     std::atomic<unsigned> running{0};
+    sigset_t mask;  // the signal mask of the thread that called compensate(): the extra threads take it
 };
 
 // The watchdog's callback: at an episode's start, up to max_extra threads
@@ -66,6 +69,9 @@ inline void on_episode(int group, int begins, void* arg) {
         c->running.fetch_add(1, std::memory_order_acq_rel);
         try {
             std::thread([c, group] {
+                // Started by the shim's watchdog, which blocks every signal:
+                // run the application's handlers with the application's mask.
+                pthread_sigmask(SIG_SETMASK, &c->mask, nullptr);
                 current_thread.compensating = true;
                 while (c->episode.load(std::memory_order_acquire) && !c->context->stopped())
                     c->context->run_one_for(std::chrono::milliseconds(20));
@@ -127,6 +133,7 @@ inline int compensate(boost::asio::io_context& context, unsigned max_extra_threa
     const int group = stallwatch_group(r->prefix);
     if (group < 0) return group;
     auto* c = new compensator;  // kept: see compensator
+    pthread_sigmask(SIG_SETMASK, nullptr, &c->mask);
     c->context = &context;
     c->group = group;
     c->max_extra = max_extra_threads;

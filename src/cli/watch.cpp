@@ -169,6 +169,7 @@ std::optional<WatchResult> Watcher::round() {
         given_up_ = true;
         return std::nullopt;
     }
+    follow_groups(*snap);
     auto now = now_();
     auto frozen = [&](pid_t tid) { return process_.thread_frozen(tid); };
     auto events = detector_.observe(*snap, now, frozen);
@@ -218,6 +219,59 @@ std::optional<WatchResult> Watcher::round() {
     }
     if (auto s = detector_.summary_due(now)) writer_.summary(target_, *s);
     return std::nullopt;
+}
+
+// Compensation episodes, from the groups' records (docs/table-format.md,
+// section 12): a start when an episode's begin time appears (or the count
+// moved on), an end when it goes back to 0. An episode already running at
+// the first read is reported as starting then.
+void Watcher::follow_groups(const table::Snapshot& snap) {
+    for (const auto& g : snap.groups) {
+        GroupSeen& seen = groups_[g.id];
+        const GroupSeen before = seen;
+        seen.episodes = g.episodes;
+        seen.begin_unix_ns = g.episode_begin_unix_ns;
+        seen.peak = g.extra_threads_peak;
+        if (groups_read_ && before.episodes == g.episodes && before.begin_unix_ns == g.episode_begin_unix_ns)
+            continue;
+        report::CompensationEvent e;
+        e.group = g.name;
+        e.threshold_ms = g.threshold_ms;
+        e.extra_threads = g.extra_threads;
+        auto end_of = [&](std::uint64_t episode, std::uint64_t begin, std::uint32_t peak) {
+            report::CompensationEvent end = e;
+            end.begins = false;
+            end.episode = episode;
+            end.extra_threads_peak = peak;
+            end.begin_unix_ns = begin;
+            const std::uint64_t now = report::unix_now_ns();
+            end.duration_ms = now > begin ? static_cast<double>(now - begin) / 1e6 : 0.0;
+            writer_.compensation(target_, end);
+        };
+        // An episode this monitor saw begin has ended (or a newer one replaced it).
+        if (groups_read_ && before.begin_unix_ns != 0 &&
+            (g.episode_begin_unix_ns == 0 || g.episodes != before.episodes))
+            end_of(before.episodes, before.begin_unix_ns,
+                   g.episodes == before.episodes ? g.extra_threads_peak : before.peak);
+        const std::uint64_t begun_unseen =
+            groups_read_ && g.episodes > before.episodes ? g.episodes - before.episodes : 0;
+        if (g.episode_begin_unix_ns != 0 && (!groups_read_ || g.episodes != before.episodes || before.begin_unix_ns == 0)) {
+            e.begins = true;
+            e.episode = g.episodes;
+            e.extra_threads_peak = g.extra_threads_peak;
+            e.begin_unix_ns = g.episode_begin_unix_ns;
+            writer_.compensation(target_, e);
+            if (begun_unseen > 1)  // others came and went between two reads
+                fmt::print(err_, "stallwatch: group \"{}\" of pid {}: {} compensation episode(s) began and ended "
+                                 "between two reads\n",
+                           printable(g.name), target_.pid, begun_unseen - 1);
+        } else if (begun_unseen > 0 && g.episode_begin_unix_ns == 0) {
+            fmt::print(err_, "stallwatch: group \"{}\" of pid {}: {} compensation episode(s) began and ended "
+                             "between two reads\n",
+                       printable(g.name), target_.pid, begun_unseen);
+        }
+    }
+    groups_read_ = true;
 }
 
 WatchResult watch(pid_t pid, const WatchOptions& opt, report::Writer& writer, std::ostream& err,

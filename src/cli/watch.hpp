@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -93,6 +94,7 @@ private:
     bool left_table();
     void summarize_at_exit(bool once);
     void say_notices();
+    void follow_groups(const table::Snapshot& snap);
 
     proc::Target& process_;
     WatchOptions opt_;
@@ -114,6 +116,16 @@ private:
     bool ever_connected_ = false;
     Clock::time_point next_table_look_;
     Clock::time_point next_table_check_{};
+
+    // Each group's record as last read (table format version 2): its
+    // episode count and the running episode's start, 0 when none.
+    struct GroupSeen {
+        std::uint64_t episodes = 0;
+        std::uint64_t begin_unix_ns = 0;
+        std::uint32_t peak = 0;
+    };
+    std::map<std::uint32_t, GroupSeen> groups_;
+    bool groups_read_ = false;  // the first read only learns what was there
 };
 
 // What to do with SIGINT, SIGTERM, SIGHUP (and, for run, SIGQUIT, SIGUSR1,

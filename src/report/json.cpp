@@ -307,6 +307,18 @@ public:
         emit(j);
     }
 
+    void compensation(const Target& t, const CompensationEvent& c) override {
+        json j = base("compensation", t, now_rfc3339());
+        j["stallwatch.compensation.phase"] = c.begins ? "begin" : "end";
+        j["stallwatch.group.name"] = c.group;
+        j["stallwatch.compensation.episode"] = c.episode;
+        j["stallwatch.compensation.threshold_ms"] = c.threshold_ms;
+        j["stallwatch.compensation.extra_threads"] = c.extra_threads;
+        j["stallwatch.compensation.extra_threads_peak"] = c.extra_threads_peak;
+        if (!c.begins) j["stallwatch.compensation.duration_ms"] = c.duration_ms;
+        emit(j);
+    }
+
     void summary(const Target& t, const detect::Summary& s) override {
         json j = base("summary", t, now_rfc3339());
         j["stallwatch.summary.at_exit"] = s.at_exit;

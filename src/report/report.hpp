@@ -27,6 +27,19 @@ struct Target {
     std::string cgroup;          // its cgroup v2 path, "" when none
 };
 
+// A compensation episode of a group (table format version 2) seen in the
+// table: its start or its end, as the process's shim recorded it.
+struct CompensationEvent {
+    bool begins = true;
+    std::string group;
+    std::uint64_t episode = 0;       // the group's episode number (its `episodes` count)
+    std::uint32_t threshold_ms = 0;
+    std::uint32_t extra_threads = 0;       // at this read
+    std::uint32_t extra_threads_peak = 0;  // the most at once so far in the episode
+    std::uint64_t begin_unix_ns = 0;       // when the shim saw it begin
+    double duration_ms = 0;                // an end: how long it ran (as far as this monitor saw)
+};
+
 struct StallReport {
     detect::Event event;          // kind, worker, stalled_for, episode, report, suppressed
     Target target;

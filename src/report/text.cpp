@@ -158,6 +158,21 @@ public:
         out_.flush();
     }
 
+    void compensation(const Target& t, const CompensationEvent& c) override {
+        if (c.begins)
+            fmt::print(out_, "{} COMPENSATION #{} begins: group \"{}\" of pid {}: every running worker made no "
+                             "progress for {}ms; extra threads: {}\n\n",
+                       now_rfc3339(), c.episode, printable(c.group), t.pid, c.threshold_ms, c.extra_threads);
+        else
+            fmt::print(out_, "{} COMPENSATION #{} ended: group \"{}\" of pid {} after {}, with up to {} extra "
+                             "thread(s)\n\n",
+                       now_rfc3339(), c.episode, printable(c.group), t.pid,
+                       format_duration(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                           std::chrono::duration<double, std::milli>(c.duration_ms))),
+                       c.extra_threads_peak);
+        out_.flush();
+    }
+
     void summary(const Target& t, const detect::Summary& s) override {
         if (s.at_exit)
             fmt::print(out_, "{} SUMMARY of pid {} at exit: {} stall(s), {} never reported and {} update(s) "

@@ -57,6 +57,8 @@ public:
     virtual void stall(const StallReport& r) = 0;
     // recovered and ended events.
     virtual void event(const Target& t, const detect::Event& e) = 0;
+    // A group's compensation episode begins or ends (docs/adapters.md).
+    virtual void compensation(const Target&, const CompensationEvent&) {}
     // What the rate limit held back, and the stalls open (periodically, and
     // at exit). Folded output has nowhere to put it.
     virtual void summary(const Target&, const detect::Summary&) {}

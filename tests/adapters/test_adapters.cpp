@@ -299,3 +299,58 @@ TEST_CASE("asio compensation: with both threads of a pool of 2 blocked for 3 s, 
     CHECK(without > 2000.0);
 }
 
+
+TEST_CASE("asio compensation under stallwatch run: the episode is reported with its group, extra threads and "
+          "length, and the two blocked pool threads as stalls") {
+    Watched w({fixture_path("sw_fixture_asio_echo"), "--shape", "pool", "--threads", "2", "--block-ms", "3000",
+               "--compensate", "1", "--compensate-ms", "100"});
+    std::vector<std::thread> blockers;
+    for (int i = 0; i < 2; ++i)
+        blockers.emplace_back([&] {
+            int s = connect_to(w.port);
+            if (s >= 0) {
+                CHECK(exchange(s, "block\n", "42 block\n"));
+                ::close(s);
+            }
+        });
+    std::this_thread::sleep_for(500ms);
+    int s = connect_to(w.port);
+    REQUIRE(s >= 0);
+    CHECK(exchange(s, "hello\n", "hello\n"));
+    ::close(s);
+    for (auto& t : blockers) t.join();
+    REQUIRE(poll_until(
+        [&] {
+            for (const auto& e : events_of(read_events(w.events), "compensation"))
+                if (e["stallwatch.compensation.phase"] == "end") return true;
+            return false;
+        },
+        5s, 50ms));
+
+    auto events = read_events(w.events);
+    auto comp = events_of(events, "compensation");
+    REQUIRE(comp.size() == 2);
+    CHECK(comp[0]["stallwatch.compensation.phase"] == "begin");
+    CHECK(comp[1]["stallwatch.compensation.phase"] == "end");
+    for (const auto& c : comp) {
+        CHECK(c["stallwatch.group.name"] == "io");
+        CHECK(c["stallwatch.compensation.episode"] == 1);
+        CHECK(c["stallwatch.compensation.threshold_ms"] == 100);
+    }
+    CHECK(comp[1]["stallwatch.compensation.extra_threads_peak"] == 1);
+    const double ms = comp[1].value("stallwatch.compensation.duration_ms", 0.0);
+    CHECK(ms >= 2000.0);
+    CHECK(ms <= 3500.0);
+    auto stalls = events_of(events, "stall");
+    CHECK(stalls.size() == 2);
+    for (const auto& st : stalls) {
+        const std::string name = st["thread.name"];
+        CHECK(name.rfind("io-", 0) == 0);
+        CHECK(name.find("extra") == std::string::npos);
+    }
+    CHECK(w.child.finish(15s).has_value());
+    auto v = run({"/usr/bin/python3", std::string(STALLWATCH_SOURCE_DIR) + "/tests/support/validate-events.py",
+                  std::string(STALLWATCH_SOURCE_DIR) + "/docs/json-events.schema.json", w.events});
+    INFO(v.out << v.err);
+    CHECK(v.exit_code == 0);
+}

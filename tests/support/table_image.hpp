@@ -12,7 +12,26 @@ namespace sw::test {
 
 struct TableImage {
     stallwatch_table_header header{};
+    std::vector<stallwatch_group> groups;  // version 2 only (with_groups)
     std::vector<stallwatch_slot> slots;
+
+    // Makes it a version 2 table with `n` group records.
+    TableImage& with_groups(std::uint32_t n) {
+        header.version = STALLWATCH_TABLE_VERSION_GROUPS;
+        header.group_capacity = n;
+        header.header_size = STALLWATCH_HEADER_SIZE + n * STALLWATCH_GROUP_SIZE;
+        groups.assign(n, stallwatch_group{});
+        return *this;
+    }
+
+    // Makes group `k` (index), as the shim does.
+    stallwatch_group& group(std::uint32_t k, const std::string& name) {
+        auto& g = groups.at(k);
+        g = stallwatch_group{};
+        g.state = STALLWATCH_GROUP_ACTIVE;
+        std::strncpy(g.name, name.c_str(), sizeof g.name - 1);
+        return g;
+    }
 
     explicit TableImage(std::uint32_t capacity = 4, std::string app = "demo") : slots(capacity) {
         std::memcpy(header.magic, STALLWATCH_TABLE_MAGIC, STALLWATCH_TABLE_MAGIC_SIZE);
@@ -41,10 +60,12 @@ struct TableImage {
     }
 
     std::vector<std::byte> bytes() const {
-        std::vector<std::byte> out(sizeof header + slots.size() * sizeof(stallwatch_slot));
+        const std::size_t g = groups.size() * sizeof(stallwatch_group);
+        std::vector<std::byte> out(sizeof header + g + slots.size() * sizeof(stallwatch_slot));
         std::memcpy(out.data(), &header, sizeof header);
+        if (!groups.empty()) std::memcpy(out.data() + sizeof header, groups.data(), g);
         if (!slots.empty())
-            std::memcpy(out.data() + sizeof header, slots.data(), slots.size() * sizeof(stallwatch_slot));
+            std::memcpy(out.data() + sizeof header + g, slots.data(), slots.size() * sizeof(stallwatch_slot));
         return out;
     }
 };

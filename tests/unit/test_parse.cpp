@@ -72,7 +72,7 @@ TEST_CASE("wrong magic, and a header not yet published") {
 
 TEST_CASE("a future version is refused with advice to upgrade") {
     TableImage img;
-    img.header.version = STALLWATCH_TABLE_VERSION + 1;
+    img.header.version = STALLWATCH_TABLE_VERSION_MAX + 1;
     auto r = parse(img);
     REQUIRE_FALSE(r.ok());
     CHECK(r.error().code == Errc::unsupported_version);
@@ -195,3 +195,78 @@ TEST_CASE("confirm keeps only workers whose identity held across two reads") {
     CHECK(c.workers[0].name == "stay");
     CHECK(c.workers[0].progress == 1);
 }
+
+TEST_CASE("version 2: groups between the header and the slots, workers naming them") {
+    TableImage img(4);
+    img.with_groups(3);
+    auto& pool = img.group(1, "pool");
+    pool.threshold_ms = 100;
+    pool.episodes = 2;
+    pool.episode_begin_unix_ns = 1'700'000'000'000'000'000ull;
+    pool.extra_threads = 1;
+    pool.extra_threads_peak = 2;
+    img.worker(0, "in-pool", 11).group = 2;
+    img.worker(1, "alone", 12);
+    img.worker(2, "names-a-group-not-made", 13).group = 3;
+    auto r = parse(img);
+    REQUIRE_MESSAGE(r.ok(), (r.ok() ? "" : r.error().message));
+    CHECK(r->header.version == 2);
+    CHECK(r->header.group_capacity == 3);
+    CHECK(r->header.header_size == 128 + 3 * 64);
+    REQUIRE(r->groups.size() == 1);
+    CHECK(r->groups[0].id == 2);
+    CHECK(r->groups[0].name == "pool");
+    CHECK(r->groups[0].threshold_ms == 100);
+    CHECK(r->groups[0].episodes == 2);
+    CHECK(r->groups[0].extra_threads_peak == 2);
+    REQUIRE(r->workers.size() == 3);
+    CHECK(r->workers[0].group == 2);
+    CHECK(r->workers[1].group == 0);
+    CHECK(r->workers[2].group == 0);  // a group this read saw as not made: none
+    CHECK(sw::table::image_size(r->header) == 128 + 3 * 64 + 3 * 64);
+}
+
+TEST_CASE("version 2: bad group capacity, header size, group state, group name or slot group is corrupt") {
+    auto refused = [](TableImage img, const std::string& what) {
+        auto r = parse(img);
+        REQUIRE_FALSE(r.ok());
+        CHECK(r.error().code == Errc::corrupt_table);
+        CHECK_MESSAGE(r.error().message.find(what) != std::string::npos, r.error().message);
+    };
+    TableImage base(2);
+    base.with_groups(2);
+    base.group(0, "pool");
+    base.worker(0, "w", 11).group = 1;
+    REQUIRE(parse(base).ok());
+
+    auto none = base;
+    none.header.group_capacity = 0;
+    refused(none, "0 groups is outside 1..64");
+    auto many = base;
+    many.header.group_capacity = 65;
+    refused(many, "65 groups is outside 1..64");
+    auto size = base;
+    size.header.header_size = 128;
+    refused(size, "header size 128 (version 2 with 2 groups requires 256)");
+    auto state = base;
+    state.groups[0].state = 7;
+    refused(state, "group 0 has unknown state 7");
+    auto name = base;
+    std::memset(name.groups[0].name, 'x', sizeof name.groups[0].name);
+    refused(name, "group 0 name is not NUL-terminated");
+    auto slot = base;
+    slot.slots[0].group = 3;
+    refused(slot, "slot 0 names group 3 of 2");
+}
+
+TEST_CASE("version 1 ignores the group fields (reserved there), as it ignores every reserved byte") {
+    TableImage img(2);
+    img.header.group_capacity = 9;
+    img.worker(0, "w", 11).group = 5;
+    auto r = parse(img);
+    REQUIRE_MESSAGE(r.ok(), (r.ok() ? "" : r.error().message));
+    CHECK(r->header.group_capacity == 0);
+    CHECK(r->groups.empty());
+    CHECK(r->workers[0].group == 0);
+}
+
