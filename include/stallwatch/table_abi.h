@@ -91,7 +91,7 @@ enum stallwatch_group_state {
     STALLWATCH_GROUP_ACTIVE = 1 /* name valid; workers may name it */
 };
 
-struct stallwatch_group {
+struct stallwatch_table_group {
     uint32_t state;                 /* enum stallwatch_group_state; release store */
     uint32_t threshold_ms;          /* compensation threshold; 0: no compensation */
     uint64_t episodes;              /* compensation episodes begun */
@@ -131,11 +131,11 @@ STALLWATCH_STATIC_ASSERT(offsetof(struct stallwatch_table_header, reserved1) == 
 
 STALLWATCH_STATIC_ASSERT(offsetof(struct stallwatch_table_header, group_capacity) == 44, "hdr.group_capacity");
 STALLWATCH_STATIC_ASSERT(offsetof(struct stallwatch_slot, group) == 20, "slot.group");
-STALLWATCH_STATIC_ASSERT(sizeof(struct stallwatch_group) == STALLWATCH_GROUP_SIZE, "group size");
-STALLWATCH_STATIC_ASSERT(offsetof(struct stallwatch_group, episodes) == 8, "group.episodes");
-STALLWATCH_STATIC_ASSERT(offsetof(struct stallwatch_group, episode_begin_unix_ns) == 16, "group.begin");
-STALLWATCH_STATIC_ASSERT(offsetof(struct stallwatch_group, extra_threads) == 24, "group.extra");
-STALLWATCH_STATIC_ASSERT(offsetof(struct stallwatch_group, name) == 32, "group.name");
+STALLWATCH_STATIC_ASSERT(sizeof(struct stallwatch_table_group) == STALLWATCH_GROUP_SIZE, "group size");
+STALLWATCH_STATIC_ASSERT(offsetof(struct stallwatch_table_group, episodes) == 8, "group.episodes");
+STALLWATCH_STATIC_ASSERT(offsetof(struct stallwatch_table_group, episode_begin_unix_ns) == 16, "group.begin");
+STALLWATCH_STATIC_ASSERT(offsetof(struct stallwatch_table_group, extra_threads) == 24, "group.extra");
+STALLWATCH_STATIC_ASSERT(offsetof(struct stallwatch_table_group, name) == 32, "group.name");
 
 #undef STALLWATCH_STATIC_ASSERT
 

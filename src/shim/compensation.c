@@ -119,7 +119,7 @@ static void *watchdog(void *unused)
         for (uint32_t g = 0; g < v.groups; ++g) {
             if (!now[g].fn)
                 continue;
-            struct stallwatch_group *rec = v.group0 + g;
+            struct stallwatch_table_group *rec = v.group0 + g;
             int all_stalled = running[g] > 0 && stalled[g] == running[g];
             int in_episode;
             pthread_mutex_lock(&c_lock);
@@ -184,7 +184,7 @@ void stallwatch_compensation_threads(int group, uint32_t extra)
     struct sw_shim_view v;
     if (sw_shim_table(&v) != 0 || group < 1 || (uint32_t)group > v.groups)
         return;
-    struct stallwatch_group *rec = v.group0 + group - 1;
+    struct stallwatch_table_group *rec = v.group0 + group - 1;
     __atomic_store_n(&rec->extra_threads, extra, __ATOMIC_RELAXED);
     max_store(&rec->extra_threads_peak, extra);
 }

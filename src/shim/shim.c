@@ -50,9 +50,9 @@ static stallwatch_worker *slot_at(uint32_t i)
     return (stallwatch_worker *)(void *)(g_base + g_slots_at + (size_t)i * STALLWATCH_SLOT_SIZE);
 }
 
-static struct stallwatch_group *group_at(uint32_t index)
+static struct stallwatch_table_group *group_at(uint32_t index)
 {
-    return (struct stallwatch_group *)(void *)(g_base + STALLWATCH_HEADER_SIZE +
+    return (struct stallwatch_table_group *)(void *)(g_base + STALLWATCH_HEADER_SIZE +
                                                (size_t)index * STALLWATCH_GROUP_SIZE);
 }
 
@@ -332,7 +332,7 @@ int stallwatch_group(const char *name)
         copy_name(want, sizeof want, name);
         r = -ENOSPC;
         for (uint32_t i = 0; i < g_groups; ++i) {
-            struct stallwatch_group *g = group_at(i);
+            struct stallwatch_table_group *g = group_at(i);
             if (__atomic_load_n(&g->state, __ATOMIC_RELAXED) == STALLWATCH_GROUP_ACTIVE) {
                 if (memcmp(g->name, want, sizeof want) == 0) {
                     r = (int)i + 1;

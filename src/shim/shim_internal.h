@@ -28,7 +28,7 @@ struct sw_shim_view {
     uint32_t capacity;
     uint32_t groups;
     struct stallwatch_table_header *header;
-    struct stallwatch_group *group0;
+    struct stallwatch_table_group *group0;
     stallwatch_worker *slot0;
 };
 /* 0 and `view` filled when the table is live and has groups; -1 otherwise. */

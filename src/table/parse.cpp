@@ -133,7 +133,7 @@ Result<Header> parse_header(std::span<const std::byte> bytes, std::uint64_t file
 
 Result<Snapshot> parse_table(std::span<const std::byte> bytes, std::uint64_t file_size) {
     using S = stallwatch_slot;
-    using G = stallwatch_group;
+    using G = stallwatch_table_group;
     auto header = parse_header(bytes, file_size);
     if (!header) return std::move(header).error();
 

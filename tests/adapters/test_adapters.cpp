@@ -4,6 +4,7 @@
 // callback that blocks is reported on its own thread, at its line; idle
 // threads, idle loops, busy loops and loaded pools never are.
 #include <doctest/doctest.h>
+#include <signal.h>
 #include <sys/wait.h>
 
 #include <thread>
@@ -304,6 +305,12 @@ TEST_CASE("asio compensation under stallwatch run: the episode is reported with 
           "length, and the two blocked pool threads as stalls") {
     Watched w({fixture_path("sw_fixture_asio_echo"), "--shape", "pool", "--threads", "2", "--block-ms", "3000",
                "--compensate", "1", "--compensate-ms", "100"});
+    // A second monitor, in text, on the same process.
+    const std::string text = w.dir.file("report.txt");
+    Child text_sw({stallwatch_binary(), "attach", std::to_string(w.pid), "--threshold", "200ms", "-o", text});
+    REQUIRE(poll_until([&] { return run({stallwatch_binary(), "status", std::to_string(w.pid)}).exit_code == 0; },
+                       5s, 50ms));
+    std::this_thread::sleep_for(300ms);  // the text monitor has read the table once
     std::vector<std::thread> blockers;
     for (int i = 0; i < 2; ++i)
         blockers.emplace_back([&] {
@@ -348,6 +355,14 @@ TEST_CASE("asio compensation under stallwatch run: the episode is reported with 
         CHECK(name.rfind("io-", 0) == 0);
         CHECK(name.find("extra") == std::string::npos);
     }
+    ::kill(text_sw.pid(), SIGTERM);
+    CHECK(text_sw.finish(10s).has_value());
+    const std::string report = slurp(text);
+    INFO(report);
+    CHECK(report.find("COMPENSATION #1 begins: group \"io\" of pid " + std::to_string(w.pid) +
+                      ": every running worker made no progress for 100ms") != std::string::npos);
+    CHECK(report.find("COMPENSATION #1 ended: group \"io\" of pid " + std::to_string(w.pid)) != std::string::npos);
+    CHECK(report.find("with up to 1 extra thread(s)") != std::string::npos);
     CHECK(w.child.finish(15s).has_value());
     auto v = run({"/usr/bin/python3", std::string(STALLWATCH_SOURCE_DIR) + "/tests/support/validate-events.py",
                   std::string(STALLWATCH_SOURCE_DIR) + "/docs/json-events.schema.json", w.events});

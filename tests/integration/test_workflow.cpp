@@ -14,8 +14,10 @@
 #include <regex>
 #include <set>
 #include <sstream>
+#include <thread>
 
 #include "support/child.hpp"
+#include "support/net.hpp"
 #include "support/temp_dir.hpp"
 
 using namespace sw::test;
@@ -327,6 +329,41 @@ TEST_CASE("every event type carries the schema version, and one index maps all t
         auto l = run({stallwatch_binary(), "list", "--format", "json"});
         CHECK(l.exit_code == 0);
         all += d.out + a.out + l.out;
+    }
+    {
+        // compensation: a pool of 2 (fixtures/adapters) whose two handlers
+        // both block, watched until the episode's end.
+        Child fx({fixture("adapters/sw_fixture_asio_echo"), "--shape", "pool", "--threads", "2", "--block-ms",
+                  "1500", "--compensate", "1", "--compensate-ms", "100"});
+        auto ready = fx.read_line();
+        REQUIRE(ready.has_value());
+        const int port = static_cast<int>(field(*ready, "port").value_or(0));
+        Child sw({stallwatch_binary(), "attach", std::to_string(field(*ready, "pid").value_or(0)), "--format", "json",
+                  "--threshold", "100ms"});
+        auto first = sw.read_line();
+        REQUIRE(first.has_value());
+        all += *first + "\n";
+        std::vector<std::thread> blockers;
+        for (int i = 0; i < 2; ++i)
+            blockers.emplace_back([port] {
+                int s = sw::test::connect_to(port);
+                if (s >= 0) {
+                    sw::test::exchange(s, "block\n", "42 block\n");
+                    ::close(s);
+                }
+            });
+        bool ended = false;
+        while (!ended) {
+            auto line = sw.read_line(5s);
+            if (!line) break;
+            all += *line + "\n";
+            auto j = json::parse(*line);
+            ended = j["event"] == "compensation" && j["stallwatch.compensation.phase"] == "end";
+        }
+        for (auto& t : blockers) t.join();
+        ::kill(sw.pid(), SIGTERM);
+        while (auto line = sw.read_line(5s)) all += *line + "\n";
+        CHECK(sw.finish() == std::optional<int>(0));
     }
     {
         // error: a process without a table.

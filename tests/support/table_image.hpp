@@ -12,7 +12,7 @@ namespace sw::test {
 
 struct TableImage {
     stallwatch_table_header header{};
-    std::vector<stallwatch_group> groups;  // version 2 only (with_groups)
+    std::vector<stallwatch_table_group> groups;  // version 2 only (with_groups)
     std::vector<stallwatch_slot> slots;
 
     // Makes it a version 2 table with `n` group records.
@@ -20,14 +20,14 @@ struct TableImage {
         header.version = STALLWATCH_TABLE_VERSION_GROUPS;
         header.group_capacity = n;
         header.header_size = STALLWATCH_HEADER_SIZE + n * STALLWATCH_GROUP_SIZE;
-        groups.assign(n, stallwatch_group{});
+        groups.assign(n, stallwatch_table_group{});
         return *this;
     }
 
     // Makes group `k` (index), as the shim does.
-    stallwatch_group& group(std::uint32_t k, const std::string& name) {
+    stallwatch_table_group& group(std::uint32_t k, const std::string& name) {
         auto& g = groups.at(k);
-        g = stallwatch_group{};
+        g = stallwatch_table_group{};
         g.state = STALLWATCH_GROUP_ACTIVE;
         std::strncpy(g.name, name.c_str(), sizeof g.name - 1);
         return g;
@@ -60,7 +60,7 @@ struct TableImage {
     }
 
     std::vector<std::byte> bytes() const {
-        const std::size_t g = groups.size() * sizeof(stallwatch_group);
+        const std::size_t g = groups.size() * sizeof(stallwatch_table_group);
         std::vector<std::byte> out(sizeof header + g + slots.size() * sizeof(stallwatch_slot));
         std::memcpy(out.data(), &header, sizeof header);
         if (!groups.empty()) std::memcpy(out.data() + sizeof header, groups.data(), g);

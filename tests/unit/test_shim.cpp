@@ -249,7 +249,7 @@ void on_episode(int, int begins, void* arg) {
 
 }  // namespace
 
-TEST_CASE("groups: a table made with groups is version 2; groups are made once by name, workers join them, "
+TEST_CASE("groups: a table made with groups is version 2, groups are made once by name, workers join them, "
           "and the reader sees both") {
     auto what = in_child([]() -> std::string {
         if (stallwatch_group("early") != -ECANCELED) return "a group before init";
