@@ -66,7 +66,9 @@ inline void on_episode(int group, int begins, void* arg) {
     }
     c->episode.store(true, std::memory_order_release);
     for (unsigned i = c->running.load(std::memory_order_acquire); i < c->max_extra; ++i) {
-        c->running.fetch_add(1, std::memory_order_acq_rel);
+        // Each change of the count is reported with the value its own
+        // read-modify-write made: no stale count can be stored last.
+        stallwatch_compensation_threads(group, c->running.fetch_add(1, std::memory_order_acq_rel) + 1);
         try {
             std::thread([c, group] {
                 // Started by the shim's watchdog, which blocks every signal:
@@ -78,11 +80,10 @@ inline void on_episode(int group, int begins, void* arg) {
                 stallwatch_compensation_threads(group, c->running.fetch_sub(1, std::memory_order_acq_rel) - 1);
             }).detach();
         } catch (...) {  // no thread to be had: the episode goes on without it
-            c->running.fetch_sub(1, std::memory_order_acq_rel);
+            stallwatch_compensation_threads(group, c->running.fetch_sub(1, std::memory_order_acq_rel) - 1);
             break;
         }
     }
-    stallwatch_compensation_threads(group, c->running.load(std::memory_order_acquire));
 }
 
 }  // namespace stallwatch::asio_detail
@@ -112,9 +113,19 @@ inline void watch(boost::asio::execution_context& context, const char* prefix) {
 // Stops watching `context` (before destroying it). Operations created
 // afterwards are not tracked; threads already registered keep their slots
 // until they exit.
+// With compensate(): stops it, and waits for its extra threads to leave
+// (each finishes the handler it runs), so the context may then be destroyed.
 inline void unwatch(boost::asio::execution_context& context) {
-    std::lock_guard<std::mutex> lock(::stallwatch::asio_detail::watch_mutex());
-    if (auto* r = ::stallwatch::asio_detail::find(&context)) r->context.store(nullptr, std::memory_order_relaxed);
+    using namespace ::stallwatch::asio_detail;
+    std::lock_guard<std::mutex> lock(watch_mutex());
+    auto* r = find(&context);
+    if (r == nullptr) return;
+    if (auto* c = static_cast<compensator*>(r->compensator)) {
+        stallwatch_compensate(c->group, 0, nullptr, nullptr);  // no call from here on
+        c->episode.store(false, std::memory_order_release);
+        while (c->running.load(std::memory_order_acquire) != 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    r->context.store(nullptr, std::memory_order_relaxed);
 }
 
 // Compensation for a watched io_context (docs/adapters.md, "Compensation"):
@@ -132,14 +143,24 @@ inline int compensate(boost::asio::io_context& context, unsigned max_extra_threa
     if (r == nullptr) return -ENOENT;
     const int group = stallwatch_group(r->prefix);
     if (group < 0) return group;
+    // One compensated context per group: two contexts watched under one
+    // prefix would be judged as one pool.
+    for (std::size_t i = 0; i < records_used.load(std::memory_order_acquire); ++i)
+        if (records[i].compensator != nullptr && records[i].group.load(std::memory_order_relaxed) == group)
+            return -EEXIST;
     auto* c = new compensator;  // kept: see compensator
     pthread_sigmask(SIG_SETMASK, nullptr, &c->mask);
     c->context = &context;
     c->group = group;
     c->max_extra = max_extra_threads;
     const int rc = stallwatch_compensate(group, static_cast<std::uint32_t>(threshold.count()), on_episode, c);
-    if (rc == 0) r->group.store(group, std::memory_order_release);
-    return rc;
+    if (rc != 0) {
+        delete c;
+        return rc;
+    }
+    r->compensator = c;
+    r->group.store(group, std::memory_order_release);
+    return 0;
 }
 
 }  // namespace stallwatch::asio

@@ -39,6 +39,7 @@ struct watch_record {
     std::atomic<unsigned> next_index{0};
     std::atomic<unsigned> next_extra{0};
     std::atomic<int> group{0};  // the shim's group its threads join (compensate()), 0: none
+    void* compensator = nullptr;  // compensate()'s state (asio.hpp), under watch()'s mutex
 };
 
 inline constexpr std::size_t max_watched = 64;

@@ -116,8 +116,12 @@ typedef void (*stallwatch_compensate_fn)(int group, int begins, void *arg);
  * Calls `fn` at the start and end of each compensation episode of `group`,
  * judged with `threshold_ms`. The first call starts the watchdog thread
  * (one per process; it wakes every threshold/4, between 5 and 100 ms).
- * fn = NULL stops calling. 0, -ENOTSUP (no table with groups), -EINVAL (no
- * such group, threshold 0), or pthread_create's error, negated.
+ * fn = NULL stops calling. Replacing or stopping the callback waits for a
+ * call of it in flight to return (unless made from that call), and ends a
+ * running episode by calling the old fn(group, 0, old arg) before it
+ * returns: after that, the old arg is never used again. 0, -ENOTSUP (no
+ * table with groups), -EINVAL (no such group, threshold 0), or
+ * pthread_create's error, negated.
  */
 STALLWATCH_API int stallwatch_compensate(int group, uint32_t threshold_ms, stallwatch_compensate_fn fn,
                                          void *arg);

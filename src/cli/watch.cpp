@@ -76,6 +76,8 @@ std::optional<Error> Watcher::connect() {
     if (!snap && snap.error().code != Errc::table_not_ready) return std::move(snap).error();
     target_ = describe_target(process_, snap ? snap->header.app_name : std::string{});
     table_file_ = process_.fd_file(t->fd_number());
+    groups_.clear();  // a new table: its groups start afresh
+    groups_read_ = false;
     table_.emplace(std::move(*t));
     ever_connected_ = true;
     sampler_.emplace(process_, target_, opt_.sampler);
@@ -226,6 +228,7 @@ std::optional<WatchResult> Watcher::round() {
 // moved on), an end when it goes back to 0. An episode already running at
 // the first read is reported as starting then.
 void Watcher::follow_groups(const table::Snapshot& snap) {
+    if (!snap.groups_consistent) return;  // the next read will tell
     for (const auto& g : snap.groups) {
         GroupSeen& seen = groups_[g.id];
         const GroupSeen before = seen;

@@ -32,8 +32,11 @@ struct comp {
 };
 
 static pthread_mutex_t c_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t c_call_done = PTHREAD_COND_INITIALIZER;
 static struct comp c_groups[STALLWATCH_MAX_GROUPS]; /* under c_lock */
 static int c_started;                               /* under c_lock */
+static pthread_t c_thread;                          /* the watchdog, once c_started */
+static int c_calling = -1; /* group index whose callback runs now, or -1 (under c_lock) */
 
 /* What the watchdog last saw of each slot. */
 struct seen {
@@ -70,15 +73,17 @@ static void *watchdog(void *unused)
     uint32_t seen_n = 0;
     for (;;) {
         struct comp now[STALLWATCH_MAX_GROUPS];
+        uint32_t interval = 100;
+        pthread_mutex_lock(&c_lock);
+        for (uint32_t g = 0; g < STALLWATCH_MAX_GROUPS; ++g)
+            if (c_groups[g].fn && c_groups[g].threshold_ms / 4 < interval)
+                interval = c_groups[g].threshold_ms / 4;
+        pthread_mutex_unlock(&c_lock);
+        sleep_ms(interval < 5 ? 5 : interval);
+        /* Taken after the sleep: a callback stopped meanwhile is not called. */
         pthread_mutex_lock(&c_lock);
         memcpy(now, c_groups, sizeof now);
         pthread_mutex_unlock(&c_lock);
-
-        uint32_t interval = 100;
-        for (uint32_t g = 0; g < STALLWATCH_MAX_GROUPS; ++g)
-            if (now[g].fn && now[g].threshold_ms / 4 < interval)
-                interval = now[g].threshold_ms / 4;
-        sleep_ms(interval < 5 ? 5 : interval);
 
         struct sw_shim_view v;
         if (sw_shim_table(&v) != 0)
@@ -121,22 +126,29 @@ static void *watchdog(void *unused)
                 continue;
             struct stallwatch_table_group *rec = v.group0 + g;
             int all_stalled = running[g] > 0 && stalled[g] == running[g];
-            int in_episode;
             pthread_mutex_lock(&c_lock);
-            in_episode = c_groups[g].in_episode;
-            c_groups[g].in_episode = all_stalled;
-            pthread_mutex_unlock(&c_lock);
-            if (all_stalled && !in_episode) {
+            struct comp *c = &c_groups[g];
+            if (c->fn != now[g].fn || c->arg != now[g].arg || all_stalled == c->in_episode) {
+                pthread_mutex_unlock(&c_lock); /* replaced meanwhile, or no change */
+                continue;
+            }
+            c->in_episode = all_stalled;
+            c_calling = (int)g;
+            if (all_stalled) {
                 __atomic_store_n(&rec->extra_threads_peak, __atomic_load_n(&rec->extra_threads, __ATOMIC_RELAXED),
                                  __ATOMIC_RELAXED);
                 __atomic_store_n(&rec->episodes, __atomic_load_n(&rec->episodes, __ATOMIC_RELAXED) + 1,
                                  __ATOMIC_RELAXED);
                 __atomic_store_n(&rec->episode_begin_unix_ns, clock_ns(CLOCK_REALTIME), __ATOMIC_RELEASE);
-                now[g].fn((int)g + 1, 1, now[g].arg);
-            } else if (!all_stalled && in_episode) {
+            } else {
                 __atomic_store_n(&rec->episode_begin_unix_ns, 0, __ATOMIC_RELEASE);
-                now[g].fn((int)g + 1, 0, now[g].arg);
             }
+            pthread_mutex_unlock(&c_lock);
+            now[g].fn((int)g + 1, all_stalled, now[g].arg); /* no lock held */
+            pthread_mutex_lock(&c_lock);
+            c_calling = -1;
+            pthread_cond_broadcast(&c_call_done);
+            pthread_mutex_unlock(&c_lock);
         }
     }
     return NULL;
@@ -147,7 +159,7 @@ int stallwatch_compensate(int group, uint32_t threshold_ms, stallwatch_compensat
     struct sw_shim_view v;
     if (sw_shim_table(&v) != 0)
         return -ENOTSUP; /* no table, or one without groups */
-    if (group < 1 || (uint32_t)group > v.groups || threshold_ms == 0 ||
+    if (group < 1 || (uint32_t)group > v.groups || (fn && threshold_ms == 0) ||
         __atomic_load_n(&v.group0[group - 1].state, __ATOMIC_ACQUIRE) != STALLWATCH_GROUP_ACTIVE)
         return -EINVAL;
     pthread_mutex_lock(&c_lock);
@@ -165,17 +177,35 @@ int stallwatch_compensate(int group, uint32_t threshold_ms, stallwatch_compensat
         pthread_sigmask(SIG_SETMASK, &old, NULL);
         if (r == 0) {
             pthread_setname_np(t, "sw-compensate");
+            c_thread = t;
             c_started = 1;
         }
     }
+    stallwatch_compensate_fn old_fn = NULL;
+    void *old_arg = NULL;
     if (r == 0) {
+        /* A call of this group's callback in flight finishes first (unless
+         * this is that callback calling us): after we return, the old fn is
+         * never called again with the old arg, which may then be freed. */
+        if (c_started && !pthread_equal(pthread_self(), c_thread))
+            while (c_calling == group - 1)
+                pthread_cond_wait(&c_call_done, &c_lock);
         struct comp *c = &c_groups[group - 1];
+        if (c->in_episode && (c->fn != fn || c->arg != arg)) {
+            /* The episode ends for the old callback, told here. */
+            old_fn = c->fn;
+            old_arg = c->arg;
+            c->in_episode = 0;
+            __atomic_store_n(&v.group0[group - 1].episode_begin_unix_ns, 0, __ATOMIC_RELEASE);
+        }
         c->fn = fn;
         c->arg = arg;
         c->threshold_ms = threshold_ms;
         __atomic_store_n(&v.group0[group - 1].threshold_ms, fn ? threshold_ms : 0, __ATOMIC_RELAXED);
     }
     pthread_mutex_unlock(&c_lock);
+    if (old_fn)
+        old_fn(group, 0, old_arg);
     return r;
 }
 
@@ -192,6 +222,8 @@ void stallwatch_compensation_threads(int group, uint32_t extra)
 void sw_shim_compensation_after_fork(void)
 {
     pthread_mutex_init(&c_lock, NULL);
+    pthread_cond_init(&c_call_done, NULL);
+    c_calling = -1;
     memset(c_groups, 0, sizeof c_groups);
     c_started = 0;
 }

@@ -402,7 +402,7 @@ stallwatch_worker *stallwatch_register(const char *name)
             continue;
         /* We own the slot: identity first, then generation, then state. */
         w->tid = (int32_t)gettid();
-        w->group = 0;
+        __atomic_store_n(&w->group, 0, __ATOMIC_RELAXED); /* the watchdog may be reading it */
         copy_name(w->name, sizeof w->name, name);
         __atomic_store_n(&w->progress, 0, __ATOMIC_RELAXED);
         __atomic_store_n(&w->generation, w->generation + 1, __ATOMIC_RELAXED);

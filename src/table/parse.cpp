@@ -205,6 +205,12 @@ Result<Snapshot> parse_table(std::span<const std::byte> bytes, std::uint64_t fil
 Snapshot confirm(const Snapshot& first, const Snapshot& second) {
     Snapshot out;
     out.header = first.header;
+    // Groups: only what both reads agree on (a record caught between two of
+    // the watchdog's stores would read as an episode that began and ended).
+    if (first.groups == second.groups && first.groups_consistent && second.groups_consistent)
+        out.groups = first.groups;
+    else
+        out.groups_consistent = false;
     auto it = second.workers.begin();
     for (const auto& w : first.workers) {
         while (it != second.workers.end() && it->slot < w.slot) ++it;

@@ -52,12 +52,18 @@ struct Group {
     std::uint64_t episode_begin_unix_ns = 0;  // 0: no episode running
     std::uint32_t extra_threads = 0;
     std::uint32_t extra_threads_peak = 0;
+
+    bool operator==(const Group&) const = default;
 };
 
 struct Snapshot {
     Header header;
     std::vector<Worker> workers;  // live slots only, in slot order
     std::vector<Group> groups;    // made groups only, in record order
+    // False when the two reads of a confirmed snapshot disagreed on the
+    // groups (an episode began or ended between them): `groups` is then
+    // empty, and says nothing about them.
+    bool groups_consistent = true;
 };
 
 }  // namespace sw::table

@@ -270,3 +270,25 @@ TEST_CASE("version 1 ignores the group fields (reserved there), as it ignores ev
     CHECK(r->workers[0].group == 0);
 }
 
+TEST_CASE("version 2: a confirmed read keeps the groups both reads agree on, and says when they did not") {
+    TableImage img(2);
+    img.with_groups(1);
+    auto& g = img.group(0, "pool");
+    g.episodes = 1;
+    img.worker(0, "w", 11).group = 1;
+    auto first = parse(img);
+    REQUIRE(first.ok());
+    auto same = sw::table::confirm(*first, *first);
+    CHECK(same.groups_consistent);
+    REQUIRE(same.groups.size() == 1);
+    CHECK(same.groups[0].episodes == 1);
+
+    img.groups[0].episode_begin_unix_ns = 1'700'000'000'000'000'000ull;  // an episode began between the reads
+    auto second = parse(img);
+    REQUIRE(second.ok());
+    auto torn = sw::table::confirm(*first, *second);
+    CHECK_FALSE(torn.groups_consistent);
+    CHECK(torn.groups.empty());
+    CHECK(torn.workers.size() == 1);  // the workers are confirmed as before
+}
+

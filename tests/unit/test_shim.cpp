@@ -294,11 +294,16 @@ TEST_CASE("compensation: the callback begins once when every running worker of t
         static Episodes e;
         if (stallwatch_compensate(g, 100, on_episode, &e) != 0) return "compensate failed";
         std::atomic<bool> go_on{false};
+        std::atomic<int> registered{0};
         std::vector<std::thread> workers;
         for (int i = 0; i < 2; ++i)
             workers.emplace_back([&, i] {
                 stallwatch_worker* w = stallwatch_register(("w" + std::to_string(i)).c_str());
                 stallwatch_join(w, g);
+                stallwatch_park(w);  // parked workers do not count: no episode before both are in
+                ++registered;
+                while (registered < 2) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+                stallwatch_unpark(w);
                 while (!go_on) std::this_thread::sleep_for(std::chrono::milliseconds(1));  // stuck: no tick
                 stallwatch_tick(w);
                 stallwatch_park(w);
@@ -325,10 +330,11 @@ TEST_CASE("compensation: the callback begins once when every running worker of t
         for (auto& t : workers) t.join();
         std::lock_guard lk(e.m);
         if (e.calls != std::vector<int>{1, 0}) return "calls: " + std::to_string(e.calls.size());
-        if (during->groups.size() != 1 || during->groups[0].episodes != 1 ||
+        if (!during->groups_consistent || during->groups.size() != 1 || during->groups[0].episodes != 1 ||
             during->groups[0].episode_begin_unix_ns == 0 || during->groups[0].threshold_ms != 100)
             return "the record during the episode";
-        if (!after.ok() || after->groups[0].episodes != 1 || after->groups[0].episode_begin_unix_ns != 0)
+        if (!after.ok() || after->groups.size() != 1 || after->groups[0].episodes != 1 ||
+            after->groups[0].episode_begin_unix_ns != 0)
             return "the record after the episode";
         return "";
     });
