@@ -169,8 +169,8 @@ std::string version_text() {
 #else
     constexpr const char* hooks = "";
 #endif
-    return fmt::format("stallwatch {}\nreads table format versions: {}\n{}", STALLWATCH_VERSION,
-                       STALLWATCH_TABLE_VERSION, hooks);
+    return fmt::format("stallwatch {}\nreads table format versions: {}, {}\n{}", STALLWATCH_VERSION,
+                       STALLWATCH_TABLE_VERSION, STALLWATCH_TABLE_VERSION_GROUPS, hooks);
 }
 
 ParseResult parse_command_line(const std::vector<std::string>& args) {

@@ -161,6 +161,7 @@ TEST_CASE("help and version exit 0 on stdout") {
     auto v = early({"--version"});
     CHECK(v.code == 0);
     CHECK(v.out.find("table format versions: 1") != std::string::npos);
+    CHECK(v.out.find("reads table format versions: 1, 2\n") != std::string::npos);  // version 2: groups
     auto h = early({"attach", "--help"});
     CHECK(h.code == 0);
     CHECK(h.out.find("--threshold") != std::string::npos);
