@@ -63,14 +63,19 @@ int thread_number(const std::string& name) {
 // only whole registrations (a name with its own thread's tid), each thread
 // at most once, never more workers than slots.
 struct Reader {
-    explicit Reader(const std::atomic<bool>& s) : stop(s) {}
+    Reader(const std::atomic<bool>& s, const std::atomic<bool>& t) : stop(s), table_made(t) {}
 
     const std::atomic<bool>& stop;
+    const std::atomic<bool>& table_made;  // some worker's stallwatch_init returned
     std::atomic<long> reads{0};
     std::atomic<long> workers_seen{0};
     std::string failure;
 
     void run() {
+        // The readers start while the first wave races to create the table;
+        // opening before any stallwatch_init returned would find nothing.
+        while (!table_made.load(std::memory_order_acquire) && !stop.load(std::memory_order_acquire))
+            std::this_thread::yield();
         auto table = TableFile::open(::getpid());
         if (!table) {
             failure = "open: " + table.error().message;
@@ -121,8 +126,8 @@ TEST_CASE("init from many threads at once creates one table") {
 }
 
 TEST_CASE("workers come, work and go while readers read the table") {
-    std::atomic<bool> stop{false};
-    Reader readers[2] = {Reader(stop), Reader(stop)};
+    std::atomic<bool> stop{false}, table_made{false};
+    Reader readers[2] = {Reader(stop, table_made), Reader(stop, table_made)};
     std::vector<std::thread> reader_threads;
     std::atomic<int> live_at_full{0}, sinks_at_full{0};
 
@@ -139,6 +144,7 @@ TEST_CASE("workers come, work and go while readers read the table") {
                 tids_known.arrive_and_wait();
                 // Racing the first registrations, as a late library might.
                 CHECK(stallwatch_init("tsan-churn", kCapacity) == 0);
+                table_made.store(true, std::memory_order_release);
                 const std::string name = "t" + std::to_string(n);
                 stallwatch_worker* w = stallwatch_register(name.c_str());
                 if (stallwatch_worker_is_live(w))
