@@ -319,7 +319,7 @@ int run_attach_all(const AttachOptions& opt, std::ostream& out, std::ostream& er
     auto output = Output::open(opt.out.output, out, "standard output", err);
     if (!output) return exit_code::failure;
     auto writer = report::make_writer(opt.out.format, output->stream(),
-                                      report::WriterOptions{opt.out.full, opt.out.max_event_bytes});
+                                      writer_options(opt.out, STDOUT_FILENO));
     WatchOptions w;
     w.timing = opt.timing;
     w.sampler = sampler_options(opt.out);

@@ -1,6 +1,7 @@
 // `stallwatch attach PID`: watch a running process until Ctrl-C, SIGTERM,
 // SIGHUP, the process's exit, or (--once) the first report.
 #include <signal.h>
+#include <unistd.h>
 
 #include <fmt/format.h>
 #include <fmt/ostream.h>
@@ -28,7 +29,7 @@ int run_attach(const AttachOptions& opt, std::ostream& out, std::ostream& err) {
     auto output = Output::open(opt.out.output, out, "standard output", err);
     if (!output) return exit_code::failure;
     auto writer = report::make_writer(opt.out.format, output->stream(),
-                                      report::WriterOptions{opt.out.full, opt.out.max_event_bytes});
+                                      writer_options(opt.out, STDOUT_FILENO));
 
     WatchOptions w;
     w.timing = opt.timing;

@@ -1,6 +1,8 @@
 // `stallwatch dump PID`: the stack of every worker (or, with --all-threads,
 // every thread) right now, stopping one thread at a time, each only for its
 // own capture window.
+#include <unistd.h>
+
 #include <fmt/format.h>
 #include <fmt/ostream.h>
 
@@ -86,7 +88,7 @@ int run_dump(const DumpOptions& opt, std::ostream& out, std::ostream& err) {
     auto output = Output::open(opt.out.output, out, "standard output", err);
     if (!output) return exit_code::failure;
     auto writer = report::make_writer(opt.out.format, output->stream(),
-                                      report::WriterOptions{opt.out.full, opt.out.max_event_bytes});
+                                      writer_options(opt.out, STDOUT_FILENO));
     auto cannot_write = [&](int seen) {
         fmt::print(err, "stallwatch: {}\n", output->write_error(seen));
         return exit_code::failure;
@@ -94,6 +96,8 @@ int run_dump(const DumpOptions& opt, std::ostream& out, std::ostream& err) {
     Sampler sampler(*process, describe_target(*process, snap ? snap->header.app_name : std::string{}),
                     sampler_options(opt.out));
 
+    if (snap) sampler.begin_round(snap->workers);
+    std::set<std::string> deadlocks_said;
     std::size_t sampled = 0;
     std::vector<Failure> failures;
     for (const auto& t : threads) {
@@ -146,6 +150,8 @@ int run_dump(const DumpOptions& opt, std::ostream& out, std::ostream& err) {
             continue;
         }
         writer->stall(*r);
+        if (r->deadlock && deadlocks_said.insert(r->deadlock->key()).second)
+            writer->deadlock(sampler.target(), *r->deadlock);
         for (const auto& n : sampler.take_notices()) fmt::print(err, "stallwatch: {}\n", n);
         if (!writer->good()) return cannot_write(errno);  // stop no more threads for nothing
         ++sampled;

@@ -93,9 +93,10 @@ report::Format parse_format(const std::string& name) {
     return report::Format::text;
 }
 
-// The options every command that writes reports has; `format` is parsed after.
-// `standard` is where reports go without --output.
-void add_output_options(CLI::App& cmd, OutputOptions& o, std::string& format, const std::string& standard) {
+// The options every command that writes reports has; `format` and `color`
+// are parsed after. `standard` is where reports go without --output.
+void add_output_options(CLI::App& cmd, OutputOptions& o, std::string& format, std::string& color,
+                        const std::string& standard) {
     cmd.add_option("-f,--format", format,
                    "text (for people), json (JSON Lines, one event per line, for log pipelines) or "
                    "folded (one 'frame;frame;... count' line per distinct stack, at the end, for "
@@ -123,6 +124,21 @@ void add_output_options(CLI::App& cmd, OutputOptions& o, std::string& format, co
         ->check(FileNameValidator(standard));
     cmd.add_flag("--debuginfod", o.debuginfod,
                  "Fetch missing debug info with debuginfod (uses the network; off by default)");
+    cmd.add_option("--color", color,
+                   "Text: colour the blocked frame, the first application frame and a lock's holder. auto: "
+                   "only when reports go to a terminal and NO_COLOR is unset; never into a file or a pipe")
+        ->check(CLI::IsMember({"auto", "always", "never"}))
+        ->capture_default_str();
+    cmd.add_flag("!--no-holder-stacks", o.holder_stacks,
+                 "A thread blocked on a mutex: name the mutex's holder without stopping it for its stack "
+                 "(by default the holder is stopped once, for microseconds, and chains of holders and "
+                 "deadlocks are followed; docs/locks.md)");
+}
+
+ColorMode parse_color(const std::string& name) {
+    if (name == "always") return ColorMode::always;
+    if (name == "never") return ColorMode::never;
+    return ColorMode::auto_;
 }
 
 // --threshold and --interval, as strings parsed after (the validator checks them).
@@ -195,7 +211,7 @@ ParseResult parse_command_line(const std::vector<std::string>& args) {
         ->check(PidValidator());
 
     AttachOptions attach;
-    std::string threshold = "100ms", interval = "10ms", format = "text";
+    std::string threshold = "100ms", interval = "10ms", format = "text", color = "auto";
     auto* at = app.add_subcommand(
         "attach",
         "Watch a running process and print the stack of every worker that stops making progress "
@@ -221,10 +237,10 @@ ParseResult parse_command_line(const std::vector<std::string>& args) {
         ->type_name("PATH");
     add_timing_options(*at, threshold, interval);
     at->add_flag("-1,--once", attach.once, "Exit after the first stall report");
-    add_output_options(*at, attach.out, format, "standard output");
+    add_output_options(*at, attach.out, format, color, "standard output");
 
     DumpOptions dump;
-    std::string dump_format = "text";
+    std::string dump_format = "text", dump_color = "auto";
     auto* du = app.add_subcommand(
         "dump",
         "Print the stack of every registered worker now (or of every thread with --all-threads, "
@@ -232,10 +248,10 @@ ParseResult parse_command_line(const std::vector<std::string>& args) {
         "each only for its own capture; the process never stops as a whole.");
     du->add_option("pid", dump.pid, "Process id")->required()->check(PidValidator());
     du->add_flag("-a,--all-threads", dump.all_threads, "Every thread of the process, not only the workers");
-    add_output_options(*du, dump.out, dump_format, "standard output");
+    add_output_options(*du, dump.out, dump_format, dump_color, "standard output");
 
     RunOptions run;
-    std::string run_threshold = "100ms", run_interval = "10ms", run_format = "text";
+    std::string run_threshold = "100ms", run_interval = "10ms", run_format = "text", run_color = "auto";
     auto* ru = app.add_subcommand(
         "run",
         "Start PROGRAM as a child and watch it from its first moment (works under Yama "
@@ -249,7 +265,7 @@ ParseResult parse_command_line(const std::vector<std::string>& args) {
                  "program (docs/preload.md). Says so when the program cannot be watched this way (statically "
                  "linked, set-user-ID, or no such wait ever made)");
     add_timing_options(*ru, run_threshold, run_interval);
-    add_output_options(*ru, run.out, run_format, "standard error (the program keeps its own)");
+    add_output_options(*ru, run.out, run_format, run_color, "standard error (the program keeps its own)");
     ru->add_option("command", run.command, "The program to run and its arguments (after --)")
         ->required();
     ru->positionals_at_end();
@@ -299,6 +315,7 @@ ParseResult parse_command_line(const std::vector<std::string>& args) {
     if (ru->parsed()) {
         run.timing = parse_timing(run_threshold, run_interval);
         run.out.format = parse_format(run_format);
+        run.out.color = parse_color(run_color);
         return Options{run};
     }
     if (li->parsed()) {
@@ -308,11 +325,13 @@ ParseResult parse_command_line(const std::vector<std::string>& args) {
     }
     if (du->parsed()) {
         dump.out.format = parse_format(dump_format);
+        dump.out.color = parse_color(dump_color);
         return Options{dump};
     }
     if (at->parsed()) {
         attach.timing = parse_timing(threshold, interval);
         attach.out.format = parse_format(format);
+        attach.out.color = parse_color(color);
         if (auto e = check_agent_options(attach, at_pid->count() > 0))
             return EarlyExit{exit_code::usage, {},
                              fmt::format("stallwatch: {} (see 'stallwatch attach --help')\n", *e)};

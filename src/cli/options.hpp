@@ -19,13 +19,18 @@ struct StatusOptions {
 };
 
 // What every command that writes reports takes.
+// --color: auto colours text reports on a terminal unless NO_COLOR is set.
+enum class ColorMode { auto_, always, never };
+
 struct OutputOptions {
     report::Format format = report::Format::text;
+    ColorMode color = ColorMode::auto_;
     bool full = false;   // text: every frame, runtime frames not folded
     std::size_t max_frames = 64;
     std::size_t max_event_bytes = report::default_max_event_bytes;  // json: per line; 0: no limit
     std::string output;  // "" for the command's default stream
     bool debuginfod = false;
+    bool holder_stacks = true;  // stop a lock's holder for its stack (docs/locks.md)
 };
 
 // How attach and run watch.

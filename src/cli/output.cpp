@@ -8,9 +8,26 @@
 #include <array>
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <string_view>
 
 namespace sw::cli {
+
+report::WriterOptions writer_options(const OutputOptions& o, int standard_fd) {
+    report::WriterOptions w;
+    w.full = o.full;
+    w.max_event_bytes = o.max_event_bytes;
+    if (o.color == ColorMode::always) {
+        w.color = true;
+    } else if (o.color == ColorMode::auto_) {
+        const char* no_color = std::getenv("NO_COLOR");
+        const char* term = std::getenv("TERM");
+        w.color = o.output.empty() && ::isatty(standard_fd) == 1 && (no_color == nullptr || *no_color == '\0') &&
+                  !(term != nullptr && std::string_view(term) == "dumb");
+    }
+    return w;
+}
 
 // An output buffer over an open file that keeps the errno of the first
 // failed write (std::ofstream does not say why it failed). It writes the

@@ -8,7 +8,15 @@
 #include <streambuf>
 #include <string>
 
+#include "cli/options.hpp"
+#include "report/writer.hpp"
+
 namespace sw::cli {
+
+// The writer's options for `o`. Colour: --color=always, or auto when the
+// reports go to a terminal (`standard_fd` without --output), NO_COLOR is
+// unset or empty and TERM is not "dumb"; never into a file or a pipe.
+report::WriterOptions writer_options(const OutputOptions& o, int standard_fd);
 
 class FdStreambuf;
 

@@ -223,7 +223,7 @@ int run_run(const RunOptions& opt, std::ostream& err) {
     pid_t pid = *child;
 
     auto writer = report::make_writer(opt.out.format, output->stream(),
-                                      report::WriterOptions{opt.out.full, opt.out.max_event_bytes});
+                                      writer_options(opt.out, STDERR_FILENO));
     WatchOptions w;
     w.timing = opt.timing;
     w.sampler = sampler_options(opt.out);

@@ -19,6 +19,10 @@ namespace sw::cli {
 
 struct SamplerOptions {
     std::size_t max_frames = 64;
+    // A thread blocked on a mutex: stop its holder too (once, for its
+    // stack), and follow the chain of holders (docs/locks.md). Off: the
+    // holder is named, never stopped.
+    bool holder_stacks = true;
     proc::CaptureOptions capture;
     symbolize::Options symbols;
 };
@@ -42,12 +46,21 @@ public:
 
     const report::Target& target() const { return target_; }
 
+    // The workers of the table as last read: a lock's holder is named by
+    // its worker name when it has one. Also starts a new round: a holder
+    // captured for one stalled thread serves the others of the round.
+    void begin_round(const std::vector<table::Worker>& workers);
+
     // Said once each, since the last call: modules whose frames show no
     // names because their file could not be opened or is not the one the
     // target runs (Symbolizer::take_notices).
     std::vector<std::string> take_notices();
 
 private:
+    void follow_locks(report::StallReport& r, const proc::Registers& regs, const std::vector<proc::Mapping>& maps);
+    report::LockHolder holder(pid_t tid, const std::vector<proc::Mapping>& maps);
+    std::optional<pid_t> thread_of_target(pid_t id_in_target);
+
     proc::Target& process_;
     report::Target target_;
     SamplerOptions opt_;
@@ -57,6 +70,8 @@ private:
     // (waiting in do_syscall_64), which says nothing.
     std::map<pid_t, proc::ThreadState> last_syscall_;
     symbolize::Symbolizer symbolizer_;
+    std::map<pid_t, std::string> worker_names_;  // tid -> worker name
+    std::map<pid_t, report::LockHolder> holders_;  // captured this round
 };
 
 // The sampler settings the output options ask for.

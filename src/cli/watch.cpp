@@ -119,6 +119,7 @@ bool Watcher::left_table() {
     table_.reset();
     sampler_.reset();
     detector_ = detect::Detector(cfg_);
+    incidents_ = report::Incidents();
     started_ = next_table_look_ = now_();
     said_no_table_ = false;
     return false;
@@ -182,10 +183,13 @@ std::optional<WatchResult> Watcher::round() {
         })) {
         if (left_table() || !table_) return std::nullopt;
     }
+    if (sampler_) sampler_->begin_round(snap->workers);
     for (std::size_t i = 0; i < events.size(); ++i) {
         const auto& e = events[i];
         if (e.kind == detect::EventKind::recovered || e.kind == detect::EventKind::ended) {
-            writer_.event(target_, e);
+            detect::Event closed = e;
+            incidents_.close(closed, now);
+            writer_.event(target_, closed);
             continue;
         }
         // Every report below that is not written is withdrawn, so that
@@ -204,7 +208,13 @@ std::optional<WatchResult> Watcher::round() {
             detector_.withdraw(e.episode);
             continue;
         }
+        incidents_.place(*r, now);
+        // One more worker at a stack already shown prints one line: its
+        // first report costs the rate limit nothing.
+        if (r->event.kind == detect::EventKind::stall && r->event.joined) detector_.refund();
         writer_.stall(*r);
+        if (r->deadlock && deadlocks_said_.insert(r->deadlock->key()).second)
+            writer_.deadlock(target_, *r->deadlock);
         say_notices();
         if (!writer_.good())
             return fail(make_error(Errc::io, fmt::format("cannot write the report: {}", std::strerror(errno)), errno));
@@ -219,6 +229,7 @@ std::optional<WatchResult> Watcher::round() {
             return result_;
         }
     }
+    for (const auto& news : incidents_.take_news(now)) writer_.incident(target_, news);
     if (auto s = detector_.summary_due(now)) writer_.summary(target_, *s);
     return std::nullopt;
 }

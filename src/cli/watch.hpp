@@ -12,6 +12,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <ostream>
 
@@ -109,6 +110,7 @@ private:
     report::Target target_;
     detect::Config cfg_;
     detect::Detector detector_;
+    report::Incidents incidents_;
 
     bool given_up_ = false;  // run: the table went bad; the child runs on unwatched
     Clock::time_point started_;
@@ -126,6 +128,7 @@ private:
     };
     std::map<std::uint32_t, GroupSeen> groups_;
     bool groups_read_ = false;  // the first read only learns what was there
+    std::set<std::string> deadlocks_said_;  // Deadlock::key() of each one reported
 };
 
 // What to do with SIGINT, SIGTERM, SIGHUP (and, for run, SIGQUIT, SIGUSR1,

@@ -148,6 +148,8 @@ void Detector::withdraw(std::uint64_t episode) {
     }
 }
 
+void Detector::refund() noexcept { tokens_ = std::min<double>(cfg_.burst, tokens_ + 1.0); }
+
 std::size_t Detector::waiting() const noexcept {
     std::size_t n = 0;
     for (const auto& [key, t] : tracks_) n += t.episode && t.made == 0 && t.denied;

@@ -62,6 +62,11 @@ struct Event {
     // Reports dropped by the rate limit since the previous report made:
     // updates not made, and stalls that ended without their first report.
     std::uint64_t suppressed = 0;
+    // Set after detection, by whoever groups stalls into incidents
+    // (report/incidents.hpp): the incident's id (the episode of its first
+    // stall), 0 when none; `joined` when this stall is not that first one.
+    std::uint64_t incident = 0;
+    bool joined = false;
 };
 
 // A stall episode going on, as a summary names it.
@@ -106,6 +111,10 @@ public:
     // updates, nor its recovery, will be announced unless a first report is
     // made later (it is due again at the next report time).
     void withdraw(std::uint64_t episode);
+
+    // A first report made was worth less than the token it took (it joined
+    // an incident already reported, and prints one line): the token goes back.
+    void refund() noexcept;
 
     // Reports the rate limit dropped so far, in total (as Event::suppressed).
     std::uint64_t total_suppressed() const noexcept { return total_unreported_ + total_updates_suppressed_; }

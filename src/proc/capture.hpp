@@ -24,6 +24,11 @@ struct Registers {
     std::array<std::uint64_t, max> dwarf{};
     RemoteAddr pc;
     RemoteAddr sp;
+    // The system call the thread was in when it stopped (its number and
+    // first six arguments), syscall < 0 when it stopped outside one. What a
+    // blocked thread waits on (report/locks.hpp) is read from these.
+    long syscall = -1;
+    std::array<std::uint64_t, 6> syscall_args{};
 };
 
 struct StackCopy {

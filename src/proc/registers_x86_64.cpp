@@ -18,6 +18,11 @@ bool read_registers(pid_t tid, Registers& out) {
         out.dwarf[i] = in_dwarf_order[i];
     out.pc = RemoteAddr{r.rip};
     out.sp = RemoteAddr{r.rsp};
+    // orig_rax holds the number of the system call the thread is in; entries
+    // into the kernel that are not system calls (interrupts, faults) leave a
+    // negative value there.
+    out.syscall = static_cast<long>(r.orig_rax);
+    out.syscall_args = {r.rdi, r.rsi, r.rdx, r.r10, r.r8, r.r9};
     return true;
 }
 

@@ -3,7 +3,10 @@
 #include <fmt/format.h>
 #include <fmt/ostream.h>
 
+#include <algorithm>
+#include <chrono>
 #include <map>
+#include <utility>
 
 #include "report/classify.hpp"
 #include "report/writer.hpp"
@@ -25,25 +28,50 @@ class FoldedWriter final : public Writer {
 public:
     explicit FoldedWriter(std::ostream& out) : Writer(out) {}
 
+    // A sample (dump) counts once. A stall (attach, run) weighs the
+    // milliseconds it lasted, known when it ends (or at the end of the
+    // output, for one still going), on its last stack.
     void stall(const StallReport& r) override {
         if (r.frames.empty()) return;
         std::string line = r.event.worker.name.empty() ? "worker" : r.event.worker.name;
         for (char& c : line)
             if (c == ';' || c == '\n' || c == '\r' || c == ' ') c = '_';
         for (auto it = r.frames.rbegin(); it != r.frames.rend(); ++it) line += ";" + frame_name(*it);
-        ++counts_[line];
+        if (r.event.kind == detect::EventKind::sample) {
+            ++counts_[line];
+            return;
+        }
+        open_[{r.target.pid, r.event.episode}] = Open{std::move(line), r.event.stalled_for};
     }
 
-    void event(const Target&, const detect::Event&) override {}
+    void event(const Target& t, const detect::Event& e) override {
+        auto it = open_.find({t.pid, e.episode});
+        if (it == open_.end()) return;
+        add(it->second.stack, e.stalled_for);
+        open_.erase(it);
+    }
 
     void finish() override {
+        for (const auto& [episode, o] : open_) add(o.stack, o.stalled);
+        open_.clear();
         for (const auto& [stack, n] : counts_) fmt::print(out_, "{} {}\n", stack, n);
         out_.flush();
         counts_.clear();
     }
 
 private:
+    struct Open {
+        std::string stack;
+        std::chrono::nanoseconds stalled{};
+    };
+    // Whole milliseconds, at least 1: a flame graph takes integer weights.
+    void add(const std::string& stack, std::chrono::nanoseconds stalled) {
+        counts_[stack] += std::max<std::uint64_t>(
+            1, static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(stalled).count()));
+    }
+
     std::map<std::string, std::uint64_t> counts_;
+    std::map<std::pair<pid_t, std::uint64_t>, Open> open_;  // by pid and episode: stalls going on
 };
 
 }  // namespace

@@ -74,7 +74,23 @@ void add_worker(json& j, const detect::Event& e, bool registered = true) {
     j["stallwatch.episode"] = e.episode;
     j["stallwatch.report"] = e.report;
     j["stallwatch.stall.duration_ms"] = ms(e.stalled_for);
+    j["stallwatch.incident"] = e.incident > 0 ? json(e.incident) : json(nullptr);
 }
+
+json lock_json(const LockWait& w) {
+    json j;
+    j["kind"] = to_string(w.kind);
+    j["address"] = hex(w.address.value());
+    j["function"] = str_or_null(w.function);
+    j["mutex_type"] = str_or_null(w.mutex_type);
+    j["owner_tid"] = w.owner > 0 ? json(w.owner) : json(nullptr);
+    j["owner_tid_in_memory"] = w.owner_in_memory > 0 ? json(w.owner_in_memory) : json(nullptr);
+    j["owner_unknown"] = str_or_null(w.unknown);
+    return j;
+}
+
+// One line per frame, as code.stacktrace has them.
+std::string stack_lines_of(const std::vector<symbolize::Frame>& frames);
 
 json frame_json(const symbolize::Frame& f, std::size_t index, FrameClass cls) {
     json j;
@@ -232,6 +248,30 @@ json stack_json(const StallReport& r, const StackFacts& facts, std::size_t dropp
     if (!r.not_stopped.empty()) j["stallwatch.not_stopped"] = r.not_stopped;
     j["stallwatch.stop_window_us"] = static_cast<double>(r.stop_window.count()) / 1e3;
     j["stallwatch.stack.fingerprint"] = str_or_null(facts.fingerprint);
+    // What it waits on (absent when it is not in a futex wait), its
+    // holders and whether the chain is a deadlock: all under one object, so
+    // that no key is a value in one event and an object in another.
+    if (r.lock) {
+        json lock = lock_json(*r.lock);
+        lock["deadlock"] = r.deadlock.has_value();
+        if (!r.holders.empty()) {
+            json holders = json::array();
+            for (const auto& h : r.holders) {
+                json k;
+                k["thread.id"] = h.tid;
+                k["thread.name"] = str_or_null(h.name);
+                k["stallwatch.thread.id_in_namespace"] = h.ns_tid > 0 ? json(h.ns_tid) : json(nullptr);
+                k["stallwatch.worker.registered"] = h.registered;
+                k["stallwatch.capture_error"] = str_or_null(h.capture_error);
+                k["stallwatch.stop_window_us"] = static_cast<double>(h.stop_window.count()) / 1e3;
+                k["stallwatch.holder.stacktrace"] = h.frames.empty() ? json(nullptr) : json(stack_lines_of(h.frames));
+                if (h.waits) k["stallwatch.lock"] = lock_json(*h.waits);
+                holders.push_back(std::move(k));
+            }
+            lock["holders"] = std::move(holders);
+        }
+        j["stallwatch.lock"] = std::move(lock);
+    }
 
     std::string truncated = r.stopped_early;
     if (dropped > 0) {
@@ -254,6 +294,13 @@ json stack_json(const StallReport& r, const StackFacts& facts, std::size_t dropp
     }
     j["frames"] = std::move(frames);
     return j;
+}
+
+std::string stack_lines_of(const std::vector<symbolize::Frame>& frames) {
+    std::string out;
+    for (const auto& f : frames) out += stack_line(f, 0) + "\n";
+    if (!out.empty()) out.pop_back();
+    return out;
 }
 
 bool fits(const std::string& line, std::size_t max_bytes) { return max_bytes == 0 || line.size() + 1 <= max_bytes; }
@@ -304,6 +351,26 @@ public:
     void event(const Target& t, const detect::Event& e) override {
         json j = base(kind_name(e.kind), t, now_rfc3339());
         add_worker(j, e);
+        emit(j);
+    }
+
+    void deadlock(const Target& t, const Deadlock& d) override {
+        json j = base("deadlock", t, now_rfc3339());
+        j["stallwatch.deadlock.key"] = d.key();
+        json threads = json::array();
+        for (std::size_t i = 0; i < d.cycle.size(); ++i) {
+            const auto& l = d.cycle[i];
+            json k;
+            k["thread.id"] = l.tid;
+            k["thread.name"] = str_or_null(l.name);
+            k["stallwatch.thread.id_in_namespace"] = l.ns_tid > 0 ? json(l.ns_tid) : json(nullptr);
+            k["stallwatch.worker.registered"] = l.registered;
+            k["stallwatch.frame.application"] = str_or_null(l.at);
+            k["stallwatch.lock"] = lock_json(l.waits);
+            k["stallwatch.lock.held_by"] = d.cycle[(i + 1) % d.cycle.size()].tid;
+            threads.push_back(std::move(k));
+        }
+        j["stallwatch.deadlock.threads"] = std::move(threads);
         emit(j);
     }
 

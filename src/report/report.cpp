@@ -14,6 +14,17 @@ std::optional<std::size_t> first_application_frame(const StallReport& r) {
     return std::nullopt;
 }
 
+std::string application_frame_label(const std::vector<symbolize::Frame>& frames, const std::string& executable) {
+    for (const auto& f : frames) {
+        if (!is_application_frame(f, executable)) continue;
+        std::string name = f.function.empty() ? std::string("??") : f.function;
+        if (f.location && !f.location->file.empty())
+            return name + " (" + std::string(basename_of(f.location->file)) + ":" + std::to_string(f.location->line) + ")";
+        return name;
+    }
+    return {};
+}
+
 std::string canonical_function(std::string_view name) {
     // One function can go by several names: a symbol version (read@GLIBC_2.2.5),
     // a compiler clone (foo.isra.0, foo.constprop.1, foo.cold), glibc's

@@ -13,6 +13,7 @@
 
 #include "detect/detector.hpp"
 #include "proc/thread_info.hpp"
+#include "report/locks.hpp"
 #include "symbolize/symbolizer.hpp"
 #include "table/snapshot.hpp"
 
@@ -56,7 +57,19 @@ struct StallReport {
     // worker waiting for work (dump without --all-threads): its stack is
     // its wait, and a stop would make some waits (epoll_wait) return EINTR.
     std::string not_stopped;
+
+    // What it waits on when stopped in a futex wait (docs/locks.md), and
+    // who holds it: holders[0] holds `lock`, holders[i + 1] holds what
+    // holders[i] waits on, as far as owners are known.
+    std::optional<LockWait> lock;
+    std::vector<LockHolder> holders;
+    // The chain came back to a thread already in it.
+    std::optional<Deadlock> deadlock;
 };
+
+// "update_db (pool.c:27)" for the first application frame of `frames`, ""
+// when there is none.
+std::string application_frame_label(const std::vector<symbolize::Frame>& frames, const std::string& executable);
 
 // A frame in the application's own code (see classify.hpp).
 bool is_application_frame(const symbolize::Frame& f, const std::string& executable);

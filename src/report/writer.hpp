@@ -10,6 +10,7 @@
 #include <string>
 #include <string_view>
 
+#include "report/incidents.hpp"
 #include "report/report.hpp"
 
 namespace sw::report {
@@ -30,6 +31,7 @@ inline constexpr std::size_t min_max_event_bytes = 2048;
 struct WriterOptions {
     bool full = false;  // text: show every frame, do not fold runtime frames
     std::size_t max_event_bytes = default_max_event_bytes;  // JSON: per line, newline included; 0: none
+    bool color = false;  // text: colour for a terminal (--color)
 };
 
 // What `attached` says about the watch that begins.
@@ -57,6 +59,12 @@ public:
     virtual void stall(const StallReport& r) = 0;
     // recovered and ended events.
     virtual void event(const Target& t, const detect::Event& e) = 0;
+    // Threads that wait for each other's mutexes (docs/locks.md): once per
+    // cycle, after the stall report that found it.
+    virtual void deadlock(const Target&, const Deadlock&) {}
+    // Stalls of one stack grouped as one incident grew or ended (text only:
+    // JSON events carry the incident id, and log stores aggregate).
+    virtual void incident(const Target&, const IncidentSummary&) {}
     // A group's compensation episode begins or ends (docs/adapters.md).
     virtual void compensation(const Target&, const CompensationEvent&) {}
     // What the rate limit held back, and the stalls open (periodically, and
