@@ -29,8 +29,8 @@ public:
     explicit FoldedWriter(std::ostream& out) : Writer(out) {}
 
     // A sample (dump) counts once. A stall (attach, run) weighs the
-    // milliseconds it lasted, known when it ends (or at the end of the
-    // output, for one still going), on its last stack.
+    // milliseconds it lasted, known when it ends (or, for one still going,
+    // at the end of the output), on its last stack.
     void stall(const StallReport& r) override {
         if (r.frames.empty()) return;
         std::string line = r.event.worker.name.empty() ? "worker" : r.event.worker.name;
@@ -41,7 +41,7 @@ public:
             ++counts_[line];
             return;
         }
-        open_[{r.target.pid, r.event.episode}] = Open{std::move(line), r.event.stalled_for};
+        open_[{r.target.pid, r.event.episode}] = Open{std::move(line), r.event.stalled_for, std::chrono::steady_clock::now()};
     }
 
     void event(const Target& t, const detect::Event& e) override {
@@ -52,7 +52,9 @@ public:
     }
 
     void finish() override {
-        for (const auto& [episode, o] : open_) add(o.stack, o.stalled);
+        // Still going: as long as it had lasted at its last report, and since.
+        const auto now = std::chrono::steady_clock::now();
+        for (const auto& [episode, o] : open_) add(o.stack, o.stalled + (now - o.reported_at));
         open_.clear();
         for (const auto& [stack, n] : counts_) fmt::print(out_, "{} {}\n", stack, n);
         out_.flush();
@@ -63,6 +65,7 @@ private:
     struct Open {
         std::string stack;
         std::chrono::nanoseconds stalled{};
+        std::chrono::steady_clock::time_point reported_at;
     };
     // Whole milliseconds, at least 1: a flame graph takes integer weights.
     void add(const std::string& stack, std::chrono::nanoseconds stalled) {

@@ -35,14 +35,23 @@ constexpr int workers = 40;
 struct Incident {
     Child child;
     pid_t pid = -1;
-    explicit Incident(int first_ms)
-        : child({fixture("sw_fixture_incident"), "--workers", std::to_string(workers), "--hold-ms", "2000",
-                 "--period-ms", "5000", "--first-ms", std::to_string(first_ms), "--on-signal"}) {
+    // `distinct`: each worker blocks through a stack of its own, so that
+    // every stall is an incident of its own and the rate limit is what
+    // holds reports back.
+    Incident(int first_ms, bool distinct, int hold_ms = 2000)
+        : child(args(first_ms, distinct, hold_ms)) {
         auto line = child.read_line();
         REQUIRE_MESSAGE(line.has_value(), "sw_fixture_incident did not say ready");
         pid = static_cast<pid_t>(field(*line, "pid").value_or(0));
         REQUIRE(pid == child.pid());
         REQUIRE(field(*line, "live") == std::optional<long>(workers));
+    }
+    static std::vector<std::string> args(int first_ms, bool distinct, int hold_ms) {
+        std::vector<std::string> a{fixture("sw_fixture_incident"), "--workers", std::to_string(workers), "--hold-ms",
+                                   std::to_string(hold_ms), "--period-ms", "5000", "--first-ms",
+                                   std::to_string(first_ms), "--on-signal"};
+        if (distinct) a.push_back("--distinct-stacks");
+        return a;
     }
     void start() const { REQUIRE(::kill(pid, SIGUSR1) == 0); }
     // Reads the monitor's output while waiting for "hold N"; false on time-out.
@@ -82,8 +91,8 @@ struct TempFile {
 
 }  // namespace
 
-TEST_CASE("an incident of 40 stalls: no update without its first report, what the limit held back is said") {
-    Incident fx(200);
+TEST_CASE("40 stalls at 40 different stacks: no update without its first report, what the limit held back is said") {
+    Incident fx(200, true);
     Process sw({stallwatch_binary(), "attach", std::to_string(fx.pid), "--threshold", "100ms"});
     REQUIRE_MESSAGE(sw.wait_for_err("stallwatch: watching pid " + std::to_string(fx.pid), 10s), sw.err());
     fx.start();
@@ -176,8 +185,8 @@ TEST_CASE("an incident of 40 stalls: no update without its first report, what th
     CHECK(more_at_exit == "    ... and 30 more open stall(s)");
 }
 
-TEST_CASE("an incident in JSON: summary events validate, and no event of a stall comes before its first report") {
-    Incident fx(200);
+TEST_CASE("40 different stalls in JSON: summary events validate, and no event of a stall comes before its first report") {
+    Incident fx(200, true);
     TempFile events;
     Process sw({stallwatch_binary(), "attach", std::to_string(fx.pid), "--threshold", "100ms", "--format", "json",
                 "--output", events.path});
