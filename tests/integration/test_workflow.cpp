@@ -366,6 +366,22 @@ TEST_CASE("every event type carries the schema version, and one index maps all t
         CHECK(sw.finish() == std::optional<int>(0));
     }
     {
+        // deadlock: two workers that wait for each other's mutexes
+        // (fixtures/locks.c); their stall events carry stallwatch.lock.
+        Child fx({fixture("sw_fixture_locks"), "deadlock"});
+        auto ready = fx.read_line();
+        REQUIRE(ready.has_value());
+        Child sw({stallwatch_binary(), "attach", std::to_string(field(*ready, "pid").value_or(0)), "--format", "json",
+                  "--threshold", "100ms"});
+        while (auto line = sw.read_line(5s)) {
+            all += *line + "\n";
+            if (json::parse(*line)["event"] == "deadlock") break;
+        }
+        ::kill(sw.pid(), SIGTERM);
+        while (auto line = sw.read_line(5s)) all += *line + "\n";
+        CHECK(sw.finish() == std::optional<int>(0));
+    }
+    {
         // error: a process without a table.
         Child plain({"/bin/sleep", "30"});
         auto e = run({stallwatch_binary(), "attach", std::to_string(plain.pid()), "--format", "json"});
