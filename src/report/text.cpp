@@ -103,9 +103,10 @@ void folded_line(std::ostream& out, const std::vector<symbolize::Frame>& frames,
     }
     std::string mods;
     for (const auto& m : modules) mods += (mods.empty() ? "" : ", ") + m;
+    // The run that holds frame 0 is where the thread is blocked.
     fmt::print(out, "{}   {}\n", indent,
                paint(fmt::format("#{}-{} {} [{} runtime frames: {}]", first, last, names, last - first + 1, mods),
-                     p.dim, p));
+                     first == 0 ? p.blocked : p.dim, p));
 }
 
 // Frames i and j are the same call: recursion shows as a run of them.
@@ -116,7 +117,7 @@ bool same_frame(const symbolize::Frame& a, const symbolize::Frame& b) {
 // Runs of this many identical frames or more are printed as one line.
 constexpr std::size_t kRecursionRun = 3;
 
-// A stack: runtime runs folded (unless --full), recursion collapsed, the
+// A stack: runtime runs folded and recursion collapsed (unless --full), the
 // innermost and the first application frame marked.
 void stack_lines(std::ostream& out, const std::vector<symbolize::Frame>& fr, const std::string& executable, bool full,
                  const Palette& p, const std::string& indent) {
@@ -126,7 +127,7 @@ void stack_lines(std::ostream& out, const std::vector<symbolize::Frame>& fr, con
     for (std::size_t i = 0; i < fr.size();) {
         std::size_t same = i;
         while (same + 1 < fr.size() && same_frame(fr[same + 1], fr[i])) ++same;
-        if (same + 1 - i >= kRecursionRun) {
+        if (!full && same + 1 - i >= kRecursionRun) {
             const bool has_app = app && *app >= i && *app <= same;
             const std::string line = fmt::format("{}#{}-{} {}{} \u00d7{} [{}]", has_app ? ">" : " ", i, same,
                                                  function_of(fr[i]), where_of(fr[i]), same + 1 - i, module_of(fr[i]));

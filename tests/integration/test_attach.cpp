@@ -306,7 +306,9 @@ TEST_CASE("attach: a victim 40 frames deep is unwound to its entry point") {
         SUBCASE(build.c_str()) {
             INFO("build " << build);
             StallFixture fx(build, {"--mode", "sleep", "--stall-ms", "3000", "--depth", "40", "--workers", "0"});
-            auto r = run(attach_args(fx.pid, {"--once", "--threshold", "100ms", "--max-frames", "200"}), 20s);
+            // --full: every frame on a line of its own (the recursion is
+            // otherwise one line, which test_locks.cpp checks).
+            auto r = run(attach_args(fx.pid, {"--once", "--threshold", "100ms", "--max-frames", "200", "--full"}), 20s);
             INFO("stdout:\n" << r.out << "stderr:\n" << r.err);
             CHECK(r.exit_code == 0);
             auto reports = parse_reports(r.out);

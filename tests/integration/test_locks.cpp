@@ -254,6 +254,7 @@ TEST_CASE("colour: only on a terminal (or --color=always), never with NO_COLOR o
     CHECK(contains(tty.out, "\x1b[1;31mSTALL #1\x1b[0m"));
     CHECK(contains(tty.out, "\x1b[1;35mtid " + std::to_string(fx.holder) + " \"maintenance\"\x1b[0m"));
     CHECK(std::regex_search(tty.out, std::regex("\x1b\\[1;33m>#\\d+ +0x[0-9a-f]+ update_db at")));
+    CHECK(contains(tty.out, "\x1b[31m#0-"));  // the blocked frames: where it waits
     auto no_color = run({"/usr/bin/script", "-qec", cmd, "/dev/null"}, 20s, {{"TERM", "xterm"}, {"NO_COLOR", "1"}});
     CHECK(contains(no_color.out, "STALL #1"));
     CHECK(!contains(no_color.out, "\x1b["));
