@@ -399,3 +399,28 @@ TEST_CASE("a binary replaced or deleted on disk while it runs still symbolizes, 
         attach_once();
     }
 }
+
+TEST_CASE("a mutex's holder in a PID namespace: the id in the mutex is translated, and both ids are shown") {
+    if (::geteuid() != 0) SW_SKIP("unshare --pid needs root");
+    // fixtures/locks.c: "db-worker" blocks on a mutex that "maintenance"
+    // holds; the mutex holds the holder's id as the process sees it.
+    Child fx({"/usr/bin/unshare", "--pid", "--fork", "--mount-proc", fixture("sw_fixture_locks"), "normal"});
+    auto line = fx.read_line(10s);
+    REQUIRE_MESSAGE(line.has_value(), "the contained fixture did not say ready");
+    const pid_t inner_holder = static_cast<pid_t>(field(*line, "holder").value_or(0));
+    const pid_t pid = only_child(fx.pid());
+    REQUIRE(pid > 0);
+    pid_t holder = 0;
+    for (const auto& entry : fs::directory_iterator("/proc/" + std::to_string(pid) + "/task")) {
+        pid_t tid = std::stoi(entry.path().filename().string());
+        if (inner_id(pid, tid) == inner_holder) holder = tid;
+    }
+    REQUIRE(holder > 0);
+    REQUIRE(holder != inner_holder);
+    auto r = run({stallwatch_binary(), "attach", std::to_string(pid), "--threshold", "100ms", "--once"}, 20s);
+    INFO(r.out << r.err);
+    CHECK(r.exit_code == 0);
+    CHECK(r.out.find("held by tid " + std::to_string(holder) + " (" + std::to_string(inner_holder) +
+                     " in its namespace) \"maintenance\" at hold_db_for_maintenance") != std::string::npos);
+    check_released(pid);
+}
