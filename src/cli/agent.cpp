@@ -323,6 +323,7 @@ int run_attach_all(const AttachOptions& opt, std::ostream& out, std::ostream& er
     WatchOptions w;
     w.timing = opt.timing;
     w.sampler = sampler_options(opt.out);
+    w.skip_joined_updates = opt.out.format == report::Format::text;
     // A stat per table per round would be most of what the agent spends on
     // a quiet process; the Watcher checks before sampling anyway.
     w.table_check_every = discovery_period;

@@ -35,6 +35,7 @@ int run_attach(const AttachOptions& opt, std::ostream& out, std::ostream& err) {
     w.timing = opt.timing;
     w.once = opt.once;
     w.sampler = sampler_options(opt.out);
+    w.skip_joined_updates = opt.out.format == report::Format::text;
     auto result = watch(opt.pid, w, *writer, err, {SIGINT, SIGTERM, SIGHUP}, [](int, bool) { return true; });
     writer->finish();
     if (!output->stream()) {  // the watch's own message does not name the file

@@ -227,6 +227,7 @@ int run_run(const RunOptions& opt, std::ostream& err) {
     WatchOptions w;
     w.timing = opt.timing;
     w.sampler = sampler_options(opt.out);
+    w.skip_joined_updates = opt.out.format == report::Format::text;
     w.wait_for_table = true;
     w.explain_no_table = explainer;
     auto on_signal = [pid](int sig, bool from_terminal) {

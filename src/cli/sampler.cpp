@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <span>
 
 #include "report/writer.hpp"
 
@@ -87,13 +88,13 @@ std::optional<report::StallReport> Sampler::sample(const detect::Event& event,
     auto raw = unwinder_.unwind(got->capture, opt_.max_frames);
     r.frames = symbolizer_.symbolize(raw);
     r.stopped_early = raw.stopped_early;
-    follow_locks(r, got->capture.regs, *maps);
+    follow_locks(r, got->capture, *maps);
     return r;
 }
 
 void Sampler::begin_round(const std::vector<table::Worker>& workers) {
-    worker_names_.clear();
-    for (const auto& w : workers) worker_names_[w.tid] = w.name;
+    workers_.clear();
+    for (const auto& w : workers) workers_[w.tid] = w;
     holders_.clear();
 }
 
@@ -110,33 +111,59 @@ std::optional<pid_t> Sampler::thread_of_target(pid_t id_in_target) {
 
 namespace {
 
-// Calls that a stop ends with EINTR (docs/capture.md, 4.5): a holder
-// waiting in one is named, never stopped.
-bool stop_interrupts(long syscall_nr) {
-    switch (syscall_nr) {
-    case SYS_epoll_wait:
-    case SYS_epoll_pwait:
-    case SYS_epoll_pwait2:
-    case SYS_rt_sigtimedwait:
-    case SYS_semtimedop:
-        return true;
-    default:
-        return false;
+// Why a lock's holder is not stopped for its stack, "" when it may be. A
+// stop is made only where it is known to change nothing for the thread
+// (docs/capture.md 4.5): running in user space, or in a call the kernel
+// executes again after the stop (a futex wait, a sleep, a wait for a child,
+// poll and select, a read or write of a file that is not a socket). A
+// socket call may carry a timeout that a stop turns into EINTR; a thread in
+// uninterruptible sleep would not stop at all.
+std::string holder_not_stopped(proc::Target& process, const proc::ThreadState& st) {
+    if (st.state == 'D') return "not stopped: it is in uninterruptible sleep (disk or network I/O)";
+    switch (st.syscall_nr) {
+    case -1:  // running, or about to: no call to disturb
+    case SYS_futex:
+    case SYS_nanosleep:
+    case SYS_clock_nanosleep:
+    case SYS_pause:
+    case SYS_poll:
+    case SYS_ppoll:
+    case SYS_select:
+    case SYS_pselect6:
+    case SYS_wait4:
+    case SYS_waitid:
+    case SYS_sched_yield:
+    case SYS_restart_syscall:
+        return {};
+    case SYS_read:
+    case SYS_write:
+    case SYS_readv:
+    case SYS_writev:
+    case SYS_pread64:
+    case SYS_pwrite64: {
+        auto file = process.fd_target(static_cast<int>(st.syscall_arg0));
+        if (file && file->rfind("socket:", 0) != 0) return {};
+        break;
     }
+    default:
+        break;
+    }
+    return fmt::format("not stopped: it is in {}, which a stop might interrupt", proc::syscall_name(st.syscall_nr));
 }
 
 }  // namespace
 
 // The holder of a lock: named, and (unless the options say not to, or a
-// stop would disturb it) captured once, with the same guarantees as the
+// stop could disturb it) captured once, with the same guarantees as the
 // stalled thread's own capture.
 report::LockHolder Sampler::holder(pid_t tid, const std::vector<proc::Mapping>& maps) {
     if (auto it = holders_.find(tid); it != holders_.end()) return it->second;
     report::LockHolder h;
     h.tid = tid;
     h.ns_tid = process_.tid_in_namespace(tid);
-    if (auto it = worker_names_.find(tid); it != worker_names_.end()) {
-        h.name = it->second;
+    const auto worker = workers_.find(tid);
+    if (worker != workers_.end()) {
+        h.name = worker->second.name;
         h.registered = true;
     } else {
         h.name = process_.thread_name(tid);
@@ -144,9 +171,10 @@ report::LockHolder Sampler::holder(pid_t tid, const std::vector<proc::Mapping>& 
     auto state = process_.thread_state(tid);
     if (!opt_.holder_stacks) {
         h.capture_error = "not stopped (--no-holder-stacks)";
-    } else if (stop_interrupts(state.syscall_nr)) {
-        h.capture_error = fmt::format("not stopped: it waits in {}, which a stop would interrupt",
-                                      proc::syscall_name(state.syscall_nr));
+    } else if (worker != workers_.end() && worker->second.state == table::WorkerState::parked) {
+        h.capture_error = "not stopped: it is a parked worker (waiting for work)";
+    } else if (auto why = holder_not_stopped(process_, state); !why.empty()) {
+        h.capture_error = why;
     } else if (auto got = process_.capture(tid, maps, opt_.capture, [] { return true; }); !got) {
         h.capture_error = got.error().message;
     } else {
@@ -155,24 +183,43 @@ report::LockHolder Sampler::holder(pid_t tid, const std::vector<proc::Mapping>& 
         auto raw = unwinder_.unwind(got->capture, opt_.max_frames);
         h.frames = symbolizer_.symbolize(raw);
         h.stopped_early = raw.stopped_early;
-        h.waits = report::analyze_wait(got->capture.regs, h.frames, target_.executable, process_.memory(),
+        h.waits = report::analyze_wait(got->capture.regs, h.frames, target_.executable,
+                                       std::span(got->capture.lock_bytes.data(), got->capture.lock_read),
+                                       h.ns_tid > 0 ? h.ns_tid : tid,
                                        [this](pid_t id) { return thread_of_target(id); });
     }
     holders_[tid] = h;
     return h;
 }
 
+// A cycle found from captures taken one after the other: each link is
+// checked again now, and all must hold (each thread still waits on the
+// same futex, each mutex still names the same owner). A real deadlock does;
+// a chain that moved on while it was followed does not.
+bool Sampler::cycle_holds(const report::Deadlock& d) {
+    for (const auto& link : d.cycle) {
+        auto st = process_.thread_state(link.tid);
+        if (st.syscall_nr != SYS_futex || st.syscall_arg0 != link.waits.address.value()) return false;
+        std::int32_t owner = 0;
+        if (!process_.memory().read_value(link.waits.address + 8, owner) || owner != link.waits.owner_in_memory)
+            return false;
+    }
+    return true;
+}
+
 // What the thread waits on, who holds it, what that one waits on ... until
 // an owner is unknown, the chain closes (a deadlock) or it grows too long.
-void Sampler::follow_locks(report::StallReport& r, const proc::Registers& regs,
+void Sampler::follow_locks(report::StallReport& r, const proc::ThreadCapture& capture,
                            const std::vector<proc::Mapping>& maps) {
-    constexpr std::size_t max_chain = 16;
     auto as_target = process_.file_access();
-    r.lock = report::analyze_wait(regs, r.frames, target_.executable, process_.memory(),
+    const pid_t self = r.event.worker.tid;
+    r.lock = report::analyze_wait(capture.regs, r.frames, target_.executable,
+                                  std::span(capture.lock_bytes.data(), capture.lock_read),
+                                  r.event.worker.ns_tid > 0 ? r.event.worker.ns_tid : self,
                                   [this](pid_t id) { return thread_of_target(id); });
-    std::vector<pid_t> chain{r.event.worker.tid};
+    std::vector<pid_t> chain{self};
     pid_t owner = r.lock ? r.lock->owner : 0;
-    while (owner > 0 && r.holders.size() < max_chain) {
+    while (owner > 0) {
         if (auto seen = std::find(chain.begin(), chain.end(), owner); seen != chain.end()) {
             // Each thread from `seen` on waits for a mutex the next holds,
             // and the last for one `owner` holds: a cycle.
@@ -180,7 +227,7 @@ void Sampler::follow_locks(report::StallReport& r, const proc::Registers& regs,
             for (auto k = static_cast<std::size_t>(seen - chain.begin()); k < chain.size(); ++k) {
                 report::DeadlockLink link;
                 if (k == 0) {
-                    link.tid = r.event.worker.tid;
+                    link.tid = self;
                     link.ns_tid = r.event.worker.ns_tid;
                     link.name = r.event.worker.name;
                     link.registered = r.registered;
@@ -197,7 +244,14 @@ void Sampler::follow_locks(report::StallReport& r, const proc::Registers& regs,
                 }
                 d.cycle.push_back(std::move(link));
             }
-            r.deadlock = std::move(d);
+            if (cycle_holds(d))
+                r.deadlock = std::move(d);
+            else
+                r.chain_end = "the chain moved on while it was followed: not a deadlock";
+            break;
+        }
+        if (r.holders.size() == SamplerOptions::max_holders) {
+            r.chain_end = fmt::format("more than {} holders: not followed further", SamplerOptions::max_holders);
             break;
         }
         chain.push_back(owner);

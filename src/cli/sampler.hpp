@@ -23,6 +23,7 @@ struct SamplerOptions {
     // stack), and follow the chain of holders (docs/locks.md). Off: the
     // holder is named, never stopped.
     bool holder_stacks = true;
+    static constexpr std::size_t max_holders = 16;  // a longer chain is not followed
     proc::CaptureOptions capture;
     symbolize::Options symbols;
 };
@@ -57,7 +58,9 @@ public:
     std::vector<std::string> take_notices();
 
 private:
-    void follow_locks(report::StallReport& r, const proc::Registers& regs, const std::vector<proc::Mapping>& maps);
+    void follow_locks(report::StallReport& r, const proc::ThreadCapture& capture,
+                      const std::vector<proc::Mapping>& maps);
+    bool cycle_holds(const report::Deadlock& d);
     report::LockHolder holder(pid_t tid, const std::vector<proc::Mapping>& maps);
     std::optional<pid_t> thread_of_target(pid_t id_in_target);
 
@@ -70,7 +73,7 @@ private:
     // (waiting in do_syscall_64), which says nothing.
     std::map<pid_t, proc::ThreadState> last_syscall_;
     symbolize::Symbolizer symbolizer_;
-    std::map<pid_t, std::string> worker_names_;  // tid -> worker name
+    std::map<pid_t, table::Worker> workers_;  // the table's workers by tid, as last read
     std::map<pid_t, report::LockHolder> holders_;  // captured this round
 };
 

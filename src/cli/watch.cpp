@@ -20,6 +20,11 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// The budget of stalls that join an incident without a token of the rate
+// limit: each still costs a stop of its thread (and of a lock's holder) and
+// a JSON event, so it is bounded too, more loosely than first reports.
+constexpr double joined_burst = 256, joined_per_second = 16;
+
 detect::Config detector_config(const WatchTiming& timing) {
     detect::Config cfg;
     cfg.threshold = timing.threshold;
@@ -39,6 +44,19 @@ Watcher::Watcher(proc::Target& process, const WatchOptions& opt, report::Writer&
       target_(describe_target(process, {})),
       cfg_(detector_config(opt.timing)),
       detector_(cfg_) {}
+
+bool Watcher::take_joined_budget(Clock::time_point now) {
+    if (joined_budget_at_ == Clock::time_point{}) {
+        joined_budget_ = joined_burst;
+    } else {
+        const double elapsed = std::chrono::duration<double>(now - joined_budget_at_).count();
+        joined_budget_ = std::min(joined_burst, joined_budget_ + std::max(0.0, elapsed) * joined_per_second);
+    }
+    joined_budget_at_ = now;
+    if (joined_budget_ < 1.0) return false;
+    joined_budget_ -= 1.0;
+    return true;
+}
 
 // At the end: what the rate limit held back and the stalls still open,
 // when the limit held anything back or (except after --once, which ends
@@ -120,6 +138,7 @@ bool Watcher::left_table() {
     sampler_.reset();
     detector_ = detect::Detector(cfg_);
     incidents_ = report::Incidents();
+    deadlocks_said_.clear();
     started_ = next_table_look_ = now_();
     said_no_table_ = false;
     return false;
@@ -192,6 +211,14 @@ std::optional<WatchResult> Watcher::round() {
             writer_.event(target_, closed);
             continue;
         }
+        // An update of a stall that joined an incident, for text output:
+        // nothing to print (its INCIDENT line says it), so no stop either.
+        if (opt_.skip_joined_updates && e.kind == detect::EventKind::stall_update &&
+            incidents_.joined(e.episode)) {
+            incidents_.went_on(e);
+            detector_.refund();
+            continue;
+        }
         // Every report below that is not written is withdrawn, so that
         // the detector never follows it with an update or a recovery
         // of a stall whose first report nobody saw.
@@ -211,7 +238,8 @@ std::optional<WatchResult> Watcher::round() {
         incidents_.place(*r, now);
         // One more worker at a stack already shown prints one line: its
         // first report costs the rate limit nothing.
-        if (r->event.kind == detect::EventKind::stall && r->event.joined) detector_.refund();
+        if (r->event.kind == detect::EventKind::stall && r->event.joined && take_joined_budget(now))
+            detector_.refund();
         writer_.stall(*r);
         if (r->deadlock && deadlocks_said_.insert(r->deadlock->key()).second)
             writer_.deadlock(target_, *r->deadlock);

@@ -50,6 +50,9 @@ struct WatchOptions {
     // With wait_for_table: says why no table appeared, instead of the
     // shim's usual advice. None: that advice.
     std::shared_ptr<NoTableExplainer> explain_no_table;
+    // Text output prints no update of a stall that joined an incident (its
+    // INCIDENT line says it): such updates are then not sampled at all.
+    bool skip_joined_updates = false;
 };
 
 enum class WatchEnd { signal, target_exited, once, failed };
@@ -129,6 +132,11 @@ private:
     std::map<std::uint32_t, GroupSeen> groups_;
     bool groups_read_ = false;  // the first read only learns what was there
     std::set<std::string> deadlocks_said_;  // Deadlock::key() of each one reported
+    // Stalls that join an incident give their rate-limit token back, within
+    // a budget of their own: a burst, refilled at a rate (watch.cpp).
+    double joined_budget_ = 0;
+    Clock::time_point joined_budget_at_{};
+    bool take_joined_budget(Clock::time_point now);
 };
 
 // What to do with SIGINT, SIGTERM, SIGHUP (and, for run, SIGQUIT, SIGUSR1,

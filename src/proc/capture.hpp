@@ -47,6 +47,11 @@ struct ThreadCapture {
     Registers regs;
     StackCopy stack;
     std::chrono::nanoseconds stopped{};  // from PTRACE_INTERRUPT to the detach (an upper bound)
+    // Stopped in a futex wait: the bytes at the futex address, read while it
+    // was stopped (a lock's state must be the one it waited on, not a later
+    // one: report/locks.hpp). `lock_read` counts the bytes read, 0 when none.
+    std::array<std::byte, 40> lock_bytes{};
+    std::size_t lock_read = 0;
     int forwarded_signal = 0;            // a signal that arrived during the stop, passed on
 };
 

@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <sys/ptrace.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <sched.h>
 #include <time.h>
@@ -370,6 +371,10 @@ Result<CaptureOutcome> capture_thread(pid_t pid, pid_t tid, const std::vector<Ma
                           fmt::format("reading the registers of thread {}: {}", tid, std::strerror(e)), e);
     }
     auto [base, got] = copy_stack(memory, out.capture.regs, maps, buf, out.capture.stack.reached_top);
+    // In a futex wait: the lock it waits on, as it is while the thread waits
+    // (one small read; docs/locks.md).
+    if (out.capture.regs.syscall == SYS_futex)
+        out.capture.lock_read = memory.read(RemoteAddr{out.capture.regs.syscall_args[0]}, out.capture.lock_bytes);
     if (test_hold_us > 0) sleep_us(test_hold_us);
     if (still_stalled && !still_stalled()) out.dropped = true;
     out.capture.forwarded_signal = guard.forwarded_signal();

@@ -98,6 +98,10 @@ public:
     // The file behind its descriptor `fd`, nullopt when it has none (closed,
     // or the process is gone).
     virtual std::optional<FileId> fd_file(int fd) = 0;
+    // What its descriptor `fd` refers to, as the platform names it (on
+    // Linux the /proc/PID/fd/N link: "/var/db/x", "socket:[123]", "pipe:[4]");
+    // nullopt when unknown.
+    virtual std::optional<std::string> fd_target(int /*fd*/) { return std::nullopt; }
 
     // ---- its end ----
     // A descriptor that becomes readable when it exits; invalid when the

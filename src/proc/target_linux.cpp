@@ -209,6 +209,14 @@ public:
         return FileId{static_cast<std::uint64_t>(st.st_dev), static_cast<std::uint64_t>(st.st_ino)};
     }
 
+    std::optional<std::string> fd_target(int fd) override {
+        if (fd < 0) return std::nullopt;
+        char buf[512];
+        ssize_t n = ::readlink(fmt::format("/proc/{}/fd/{}", pid_, fd).c_str(), buf, sizeof buf);
+        if (n <= 0) return std::nullopt;
+        return std::string(buf, static_cast<std::size_t>(n));
+    }
+
     // Readable when the process exits (Linux 5.3+); invalid if unavailable.
     UniqueFd exit_notifier() override { return UniqueFd(static_cast<int>(::syscall(SYS_pidfd_open, pid_, 0))); }
 

@@ -3,6 +3,7 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
 #include <string>
 
 namespace sw::proc {
@@ -11,6 +12,7 @@ struct ThreadState {
     char state = '?';     // R, S, D, T, t, Z ... from /proc/<pid>/task/<tid>/stat
     long syscall_nr = -1; // the system call it is in, -1 when none or unknown
     std::string wchan;    // kernel function it waits in, "" when none
+    std::uint64_t syscall_arg0 = 0;  // the call's first argument (a futex address, a file descriptor ...)
 };
 
 // Reads state, syscall and wait channel. Read it before stopping the thread:

@@ -28,8 +28,12 @@ ThreadState read_thread_state(pid_t pid, pid_t tid) {
     ThreadState st;
     st.state = read_state(pid, tid);
     if (auto sc = read_text_file(fmt::format("/proc/{}/task/{}/syscall", pid, tid)); sc) {
-        if (!sc->empty() && (*sc)[0] >= '0' && (*sc)[0] <= '9')
-            st.syscall_nr = std::strtol(sc->c_str(), nullptr, 10);
+        if (!sc->empty() && (*sc)[0] >= '0' && (*sc)[0] <= '9') {
+            // "NR ARG0 ARG1 ... SP PC", the arguments in hex.
+            char* end = nullptr;
+            st.syscall_nr = std::strtol(sc->c_str(), &end, 10);
+            if (end && *end == ' ') st.syscall_arg0 = std::strtoull(end + 1, nullptr, 16);
+        }
     }
     if (auto wc = read_text_file(fmt::format("/proc/{}/task/{}/wchan", pid, tid)); wc) {
         if (*wc != "0") st.wchan = *wc;

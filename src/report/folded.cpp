@@ -51,6 +51,12 @@ public:
         open_.erase(it);
     }
 
+    // A watch of a process begins (again, after an exec: its episodes
+    // start again from 1) or ends (it exited, the agent dropped it): its
+    // stalls still going weigh what they lasted until now.
+    void attached(const Target& t, const WatchInfo&) override { close_all(t.pid); }
+    void detached(const Target& t, std::string_view, std::uint64_t, std::uint64_t) override { close_all(t.pid); }
+
     void finish() override {
         // Still going: as long as it had lasted at its last report, and since.
         const auto now = std::chrono::steady_clock::now();
@@ -62,6 +68,18 @@ public:
     }
 
 private:
+    void close_all(pid_t pid) {
+        const auto now = std::chrono::steady_clock::now();
+        for (auto it = open_.begin(); it != open_.end();) {
+            if (it->first.first != pid) {
+                ++it;
+                continue;
+            }
+            add(it->second.stack, it->second.stalled + (now - it->second.reported_at));
+            it = open_.erase(it);
+        }
+    }
+
     struct Open {
         std::string stack;
         std::chrono::nanoseconds stalled{};

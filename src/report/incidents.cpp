@@ -6,12 +6,9 @@ namespace sw::report {
 
 void Incidents::refresh(Incident& in) {
     auto& s = in.summary;
-    s.workers = in.members.size();
-    s.open = 0;
-    for (const auto& [episode, m] : in.members) {
-        s.open += m.open;
-        s.longest = std::max(s.longest, m.stalled);
-    }
+    s.open = in.open.size();
+    s.workers = s.open + in.closed;
+    for (const auto& [episode, stalled] : in.open) s.longest = std::max(s.longest, stalled);
     s.ended = s.open == 0;
 }
 
@@ -19,7 +16,7 @@ void Incidents::place(StallReport& r, Clock::time_point now) {
     auto& e = r.event;
     if (auto known = of_episode_.find(e.episode); known != of_episode_.end()) {  // an update
         auto& in = incidents_.at(known->second);
-        in.members[e.episode].stalled = e.stalled_for;
+        in.open[e.episode] = e.stalled_for;
         e.incident = in.summary.id;
         e.joined = e.episode != in.summary.id;
         refresh(in);
@@ -30,7 +27,9 @@ void Incidents::place(StallReport& r, Clock::time_point now) {
     Incident* joined = nullptr;
     if (!fp.empty())
         for (auto& [id, in] : incidents_)
-            if (in.summary.fingerprint == fp && (in.summary.open > 0 || began <= in.last_end + window_)) joined = &in;
+            if (in.summary.fingerprint == fp &&
+                (began <= in.last_begin + window_ || (in.summary.ended && began <= in.last_end + window_)))
+                joined = &in;
     if (!joined) {
         Incident in;
         in.summary.id = e.episode;
@@ -40,11 +39,25 @@ void Incidents::place(StallReport& r, Clock::time_point now) {
     } else {
         joined->news = true;
     }
-    joined->members[e.episode] = Member{true, e.stalled_for};
+    joined->open[e.episode] = e.stalled_for;
+    joined->last_begin = std::max(joined->last_begin, began);
     of_episode_[e.episode] = joined->summary.id;
     e.incident = joined->summary.id;
     e.joined = e.episode != joined->summary.id;
     refresh(*joined);
+}
+
+bool Incidents::joined(std::uint64_t episode) const {
+    auto known = of_episode_.find(episode);
+    return known != of_episode_.end() && known->second != episode;
+}
+
+void Incidents::went_on(const detect::Event& e) {
+    auto known = of_episode_.find(e.episode);
+    if (known == of_episode_.end()) return;
+    auto& in = incidents_.at(known->second);
+    in.open[e.episode] = e.stalled_for;
+    refresh(in);
 }
 
 void Incidents::close(detect::Event& e, Clock::time_point now) {
@@ -54,24 +67,23 @@ void Incidents::close(detect::Event& e, Clock::time_point now) {
     of_episode_.erase(known);
     e.incident = in.summary.id;
     e.joined = e.episode != in.summary.id;
-    auto& m = in.members[e.episode];
-    m.open = false;
-    m.stalled = e.stalled_for;
+    in.open.erase(e.episode);
+    ++in.closed;
+    in.summary.longest = std::max(in.summary.longest, e.stalled_for);
     refresh(in);
-    if (in.summary.ended) {
-        in.last_end = now;
-        in.news = in.news || in.members.size() > 1;
-    }
+    const bool several = in.summary.workers > 1;
+    if (in.summary.ended) in.last_end = now;
+    // Said when it ends, and when its first stall (the one shown in full)
+    // ends while others go on: their recoveries are not printed one by one.
+    if (several && (in.summary.ended || !e.joined)) in.news = true;
 }
 
 std::vector<IncidentSummary> Incidents::take_news(Clock::time_point now) {
     std::vector<IncidentSummary> out;
     for (auto it = incidents_.begin(); it != incidents_.end();) {
         auto& in = it->second;
-        if (in.news && in.members.size() > 1) out.push_back(in.summary);
+        if (in.news && in.summary.workers > 1) out.push_back(in.summary);
         in.news = false;
-        // An ended incident is kept for its window (a stall may still join
-        // it), and forgotten once no stall of it can: then its episodes too.
         if (in.summary.ended && now - in.last_end > window_ + std::chrono::seconds(10))
             it = incidents_.erase(it);
         else

@@ -30,37 +30,40 @@ class Incidents {
 public:
     using Clock = std::chrono::steady_clock;
 
-    // A stall joins an incident of the same stack fingerprint while one of
-    // its stalls goes on, or when it began at most `window` after the last
-    // of them ended.
+    // A stall joins an incident of the same stack fingerprint when it began
+    // at most `window` after the latest stall of it began, or after the
+    // last of them ended.
     explicit Incidents(std::chrono::nanoseconds window = std::chrono::seconds(1)) : window_(window) {}
 
     // A stall report (stall or stall_update) with its stack: sets
     // r.event.incident and r.event.joined.
     void place(StallReport& r, Clock::time_point now);
+    // Whether the stall of `episode` joined an incident it did not begin.
+    bool joined(std::uint64_t episode) const;
+    // An update of a joined stall that was not sampled: how long it lasts.
+    void went_on(const detect::Event& e);
     // A recovered or ended event: sets e.incident and e.joined, and closes
     // the stall in its incident.
     void close(detect::Event& e, Clock::time_point now);
-    // Incidents of two stalls or more that grew, or ended, since the last
-    // call. Ended incidents are forgotten a while after their window.
+
+    // Incidents of two stalls or more that grew, whose first stall ended
+    // while others go on, or that ended, since the last call. Ended
+    // incidents are forgotten 10 s after a stall could last join them.
     std::vector<IncidentSummary> take_news(Clock::time_point now);
 
 private:
-    struct Member {
-        bool open = true;
-        std::chrono::nanoseconds stalled{};
-    };
     struct Incident {
         IncidentSummary summary;
-        std::map<std::uint64_t, Member> members;  // by episode
-        Clock::time_point last_end{};
+        std::map<std::uint64_t, std::chrono::nanoseconds> open;  // episode -> stalled so far
+        std::size_t closed = 0;
+        Clock::time_point last_begin{}, last_end{};
         bool news = false;
     };
     void refresh(Incident& in);
 
     std::chrono::nanoseconds window_;
-    std::map<std::uint64_t, Incident> incidents_;   // by id
-    std::map<std::uint64_t, std::uint64_t> of_episode_;  // episode -> incident id
+    std::map<std::uint64_t, Incident> incidents_;        // by id
+    std::map<std::uint64_t, std::uint64_t> of_episode_;  // open episode -> incident id
 };
 
 }  // namespace sw::report

@@ -235,7 +235,7 @@ std::string stacktrace(const StallReport& r, const std::vector<bool>& keep, std:
 // The stack event with the first `dropped` frames of the drop order left
 // out and, with `cap` > 0, every string cut to `cap` bytes.
 json stack_json(const StallReport& r, const StackFacts& facts, std::size_t dropped, std::size_t cap,
-                std::size_t max_bytes) {
+                std::size_t max_bytes, bool holder_stacks = true) {
     const auto& e = r.event;
     json j = base(kind_name(e.kind), r.target, rfc3339(r.unix_ns));
     add_worker(j, e, r.registered);
@@ -254,6 +254,8 @@ json stack_json(const StallReport& r, const StackFacts& facts, std::size_t dropp
     if (r.lock) {
         json lock = lock_json(*r.lock);
         lock["deadlock"] = r.deadlock.has_value();
+        lock["chain_end"] = str_or_null(r.chain_end);
+        if (!holder_stacks) lock["holder_stacks_left_out"] = true;
         if (!r.holders.empty()) {
             json holders = json::array();
             for (const auto& h : r.holders) {
@@ -264,7 +266,8 @@ json stack_json(const StallReport& r, const StackFacts& facts, std::size_t dropp
                 k["stallwatch.worker.registered"] = h.registered;
                 k["stallwatch.capture_error"] = str_or_null(h.capture_error);
                 k["stallwatch.stop_window_us"] = static_cast<double>(h.stop_window.count()) / 1e3;
-                k["stallwatch.holder.stacktrace"] = h.frames.empty() ? json(nullptr) : json(stack_lines_of(h.frames));
+                k["stallwatch.holder.stacktrace"] =
+                    h.frames.empty() || !holder_stacks ? json(nullptr) : json(stack_lines_of(h.frames));
                 if (h.waits) k["stallwatch.lock"] = lock_json(*h.waits);
                 holders.push_back(std::move(k));
             }
@@ -428,11 +431,19 @@ private:
 
 std::string stack_event_line(const StallReport& r, std::size_t max_bytes) {
     const StackFacts facts(r);
+    // The holders' stacks go first (the thread's own stack is the report),
+    // then frames of the thread's stack as below.
+    bool holder_stacks = true;
     auto render = [&](std::size_t dropped, std::size_t cap) {
-        return dump(stack_json(r, facts, dropped, cap, max_bytes));
+        return dump(stack_json(r, facts, dropped, cap, max_bytes, holder_stacks));
     };
     std::string line = render(0, 0);
     if (fits(line, max_bytes)) return line;
+    if (!r.holders.empty()) {
+        holder_stacks = false;
+        line = render(0, 0);
+        if (fits(line, max_bytes)) return line;
+    }
     // Leave out the fewest frames that make it fit: first with every string
     // whole, then with strings cut shorter and shorter; only at the smallest
     // cap may the protected frames go too. The size falls as frames go, so

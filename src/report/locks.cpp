@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <span>
 
 #include "report/classify.hpp"
 #include "report/report.hpp"
@@ -74,17 +75,18 @@ T field(const std::byte* bytes, std::size_t at) {
     return v;
 }
 
-// Reads the mutex at w.address and fills in its type and owner, or why
-// the owner is not known.
-void read_mutex_owner(LockWait& w, proc::MemoryReader& memory, const ThreadOfTarget& thread_of) {
-    std::byte bytes[mutex_size];
-    if (!memory.read_exact(w.address, bytes)) {
+// Fills in the mutex's type and owner from its bytes (read while the waiter
+// was stopped), or why the owner is not known. `waiter` is the waiting
+// thread, as the target names it.
+void read_mutex_owner(LockWait& w, std::span<const std::byte> bytes, pid_t waiter_in_target,
+                      const ThreadOfTarget& thread_of) {
+    if (bytes.size() < mutex_size) {
         w.unknown = fmt::format("the mutex at {:#x} could not be read", w.address.value());
         return;
     }
-    const auto lock = field<std::uint32_t>(bytes, lock_at);
-    const auto owner = field<std::int32_t>(bytes, owner_at);
-    const auto kind = field<std::int32_t>(bytes, kind_at);
+    const auto lock = field<std::uint32_t>(bytes.data(), lock_at);
+    const auto owner = field<std::int32_t>(bytes.data(), owner_at);
+    const auto kind = field<std::int32_t>(bytes.data(), kind_at);
     if ((kind & ~kind_known) != 0) {
         w.unknown = fmt::format("the bytes at {:#x} are not a glibc mutex (kind {:#x}): owner unknown",
                                 w.address.value(), static_cast<std::uint32_t>(kind));
@@ -97,7 +99,7 @@ void read_mutex_owner(LockWait& w, proc::MemoryReader& memory, const ThreadOfTar
         return;
     }
     if (lock == 0 || owner == 0) {
-        w.unknown = "it shows no owner: it was let go as it was read";
+        w.unknown = "it shows no owner: it was let go as the thread stopped";
         return;
     }
     if (owner < 0 || owner > max_tid) {
@@ -108,6 +110,15 @@ void read_mutex_owner(LockWait& w, proc::MemoryReader& memory, const ThreadOfTar
         static_cast<std::int32_t>(lock & futex_tid_mask) != owner) {
         w.unknown = fmt::format("its lock word names tid {} and its owner field tid {}: owner unknown",
                                 lock & futex_tid_mask, owner);
+        return;
+    }
+    // A recursive mutex lets its owner in again, an error-checking one says
+    // EDEADLK: neither waits for itself. Bytes that say so are not glibc's.
+    const int type = kind & kind_type_mask;
+    if (owner == waiter_in_target && (type == 1 || type == 2)) {
+        w.unknown = fmt::format("it names the waiting thread itself as its owner, which a {} mutex never "
+                                "does: owner unknown",
+                                type == 1 ? "recursive" : "error-checking");
         return;
     }
     w.owner_in_memory = owner;
@@ -122,6 +133,13 @@ void read_mutex_owner(LockWait& w, proc::MemoryReader& memory, const ThreadOfTar
         return;
     }
     w.owner = *ours;
+}
+
+// glibc's C library (libpthread before 2.34): the only one whose mutex
+// layout is read.
+bool is_glibc(const symbolize::Frame& f) {
+    const auto name = basename_of(f.module);
+    return name == "libc.so.6" || name == "libpthread.so.0";
 }
 
 }  // namespace
@@ -139,8 +157,8 @@ std::string_view to_string(LockKind k) {
 }
 
 std::optional<LockWait> analyze_wait(const proc::Registers& regs, const std::vector<symbolize::Frame>& frames,
-                                     const std::string& executable, proc::MemoryReader& memory,
-                                     const ThreadOfTarget& thread_of) {
+                                     const std::string& executable, std::span<const std::byte> lock_bytes,
+                                     pid_t waiter_in_target, const ThreadOfTarget& thread_of) {
     if (regs.syscall != SYS_futex) return std::nullopt;
     const std::uint64_t cmd = regs.syscall_args[1] & futex_cmd_mask;
     if (cmd != futex_wait && cmd != futex_wait_bitset && cmd != futex_lock_pi && cmd != futex_lock_pi2 &&
@@ -152,6 +170,7 @@ std::optional<LockWait> analyze_wait(const proc::Registers& regs, const std::vec
     // no further than the first application frame: glibc's mutex lock waits
     // in __lll_lock_wait, a condition variable that wakes takes its mutex
     // back in __pthread_mutex_cond_lock, and so on.
+    const symbolize::Frame* decided_by = nullptr;
     for (const auto& f : frames) {
         if (classify(f, executable) == FrameClass::application) break;
         if (f.function.empty()) continue;
@@ -159,12 +178,17 @@ std::optional<LockWait> analyze_wait(const proc::Registers& regs, const std::vec
         if (auto k = kind_of_function(name)) {
             w.kind = *k;
             w.function = name;
+            decided_by = &f;
             break;
         }
     }
     switch (w.kind) {
     case LockKind::mutex:
-        read_mutex_owner(w, memory, thread_of);
+        if (decided_by && is_glibc(*decided_by))
+            read_mutex_owner(w, lock_bytes, waiter_in_target, thread_of);
+        else
+            w.unknown = "a mutex of a C library other than glibc (or linked into a static executable): its "
+                        "layout is not known, so its owner is not read";
         break;
     case LockKind::condition_variable:
         w.unknown = "a condition variable has no owner: the thread waits until another signals it";

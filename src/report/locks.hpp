@@ -12,13 +12,13 @@
 #include <chrono>
 #include <functional>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "common/remote_addr.hpp"
 #include "proc/capture.hpp"
-#include "proc/memory.hpp"
 #include "symbolize/symbolizer.hpp"
 
 namespace sw::report {
@@ -53,10 +53,13 @@ using ThreadOfTarget = std::function<std::optional<pid_t>(pid_t id_in_target)>;
 
 // What `regs` (a capture's registers) and `frames` (its stack, innermost
 // first) say the thread waits on; nullopt when it is not in a futex wait.
-// `executable` is the target's (report::classify). Reads a mutex through `memory`.
+// `executable` is the target's (report::classify). `lock_bytes` are the
+// bytes at the futex address read while the thread was stopped
+// (proc::ThreadCapture::lock_bytes), `waiter_in_target` the thread's own id
+// as the target names it.
 std::optional<LockWait> analyze_wait(const proc::Registers& regs, const std::vector<symbolize::Frame>& frames,
-                                     const std::string& executable, proc::MemoryReader& memory,
-                                     const ThreadOfTarget& thread_of);
+                                     const std::string& executable, std::span<const std::byte> lock_bytes,
+                                     pid_t waiter_in_target, const ThreadOfTarget& thread_of);
 
 // One line for people: "mutex 0x5581c0a0 (normal)", "condition variable 0x7ffd...".
 std::string describe_lock(const LockWait& w);

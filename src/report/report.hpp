@@ -63,8 +63,12 @@ struct StallReport {
     // holders[i] waits on, as far as owners are known.
     std::optional<LockWait> lock;
     std::vector<LockHolder> holders;
-    // The chain came back to a thread already in it.
+    // The chain came back to a thread already in it, and every link held
+    // when checked again.
     std::optional<Deadlock> deadlock;
+    // Why the chain of holders stops where it does when that is not an
+    // unknown owner: it grew too long, or a cycle did not hold.
+    std::string chain_end;
 };
 
 // "update_db (pool.c:27)" for the first application frame of `frames`, ""

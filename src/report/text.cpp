@@ -318,14 +318,20 @@ private:
                 fmt::print(out_, "{}{}: owner unknown ({})\n", waiter, describe_lock(*w), printable(w->unknown));
                 return;
             }
-            if (k >= r.holders.size()) {  // the chain came back to a thread in it: a deadlock
+            if (k >= r.holders.size()) {
+                // The chain came back to a thread in it (a deadlock, or a
+                // cycle that did not hold when checked again), or grew too long.
                 std::string who = fmt::format("tid {}", w->owner);
                 if (w->owner == r.event.worker.tid)
                     who = thread_label(w->owner, r.event.worker.ns_tid, r.event.worker.name) + (k == 0 ? " itself" : "");
                 for (const auto& h : r.holders)
                     if (h.tid == w->owner) who = thread_label(h.tid, h.ns_tid, h.name);
-                fmt::print(out_, "{}{} held by {}: {}\n", waiter, describe_lock(*w), paint(who, p_.holder, p_),
-                           paint("a DEADLOCK", p_.alarm, p_));
+                if (r.deadlock)
+                    fmt::print(out_, "{}{} held by {}: {}\n", waiter, describe_lock(*w), paint(who, p_.holder, p_),
+                               paint("a DEADLOCK", p_.alarm, p_));
+                else
+                    fmt::print(out_, "{}{} held by {} ({})\n", waiter, describe_lock(*w), paint(who, p_.holder, p_),
+                               printable(r.chain_end));
                 return;
             }
             const auto& h = r.holders[k];

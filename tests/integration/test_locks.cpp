@@ -225,6 +225,21 @@ TEST_CASE("--no-holder-stacks names the holder without stopping it") {
     CHECK(!contains(spy.sightings(), "tid " + std::to_string(fx.holder) + " "));
 }
 
+TEST_CASE("a holder in a call that a stop would interrupt (epoll_wait) is named and never stopped") {
+    Locks fx("holder-epoll");
+    ThreadSpy spy({fx.pid});
+    auto r = attach_once(fx.pid);
+    spy.stop();
+    INFO(r.out << r.err);
+    CHECK(r.exit_code == 0);
+    CHECK(std::regex_search(r.out, std::regex("held by tid " + std::to_string(fx.holder) + " \"maintenance\"")));
+    CHECK(contains(r.out, "holder's stack: not stopped: it is in epoll_wait, which a stop might interrupt"));
+    // Its epoll_wait went on undisturbed: the fixture prints EINTR if it ever fails so.
+    CHECK(!fx.child.read_line(300ms).has_value());
+    CHECK(!contains(spy.sightings(), "tid " + std::to_string(fx.holder) + " "));
+    check_untouched(fx.pid);
+}
+
 TEST_CASE("recursion: a run of identical frames is one line in text, every frame in JSON") {
     Locks fx("recursion");
     auto text = attach_once(fx.pid, {"--max-frames", "128"});
@@ -329,6 +344,6 @@ TEST_CASE("attach --format folded weighs each stack by the milliseconds it stall
     std::smatch m;
     REQUIRE(std::regex_search(sw.out(), m, std::regex("^db-worker;.*;update_db;.* (\\d+)\n")));
     const long weight = std::stol(m[1]);
-    CHECK(weight >= 1000);
+    CHECK(weight >= 500);  // a loaded machine may hide some of it (a gap counts as one interval)
     CHECK(weight <= 3000);
 }

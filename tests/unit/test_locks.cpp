@@ -11,7 +11,6 @@
 
 #include "report/incidents.hpp"
 #include "report/locks.hpp"
-#include "support/fake_memory.hpp"
 
 using namespace sw;
 using namespace std::chrono_literals;
@@ -63,12 +62,11 @@ std::optional<pid_t> threads_of_target(pid_t id) {
     return std::nullopt;
 }
 
+// `mutex`: the bytes at the futex address as read while the waiter was stopped.
 std::optional<report::LockWait> analyze(const std::vector<std::byte>& mutex,
                                         const std::vector<symbolize::Frame>& frames = kMutexStack,
                                         proc::Registers regs = in_futex(kMutexAt)) {
-    test::FakeMemory memory;
-    memory.add(RemoteAddr{kMutexAt}, mutex);
-    return report::analyze_wait(regs, frames, kExe, memory, threads_of_target);
+    return report::analyze_wait(regs, frames, kExe, mutex, kWaiter, threads_of_target);
 }
 
 }  // namespace
@@ -119,12 +117,29 @@ TEST_CASE("locks: hostile or stale mutex bytes never name an owner") {
           std::string::npos);
     // glibc's marks for a robust mutex whose owner died.
     CHECK(unknown(mutex_bytes(0x40000000u, 0x7fffffff, 16 | 128)).find("owner died") != std::string::npos);
-    // Memory that cannot be read.
-    test::FakeMemory empty;
-    auto w = report::analyze_wait(in_futex(kMutexAt), kMutexStack, kExe, empty, threads_of_target);
+    // Memory that could not be read at the stop, or only in part.
+    CHECK(unknown({}).find("could not be read") != std::string::npos);
+    CHECK(unknown(std::vector<std::byte>(12)).find("could not be read") != std::string::npos);
+    // A recursive or error-checking mutex never makes its owner wait.
+    CHECK(unknown(mutex_bytes(2, kWaiter, 1)).find("never does") != std::string::npos);
+    CHECK(unknown(mutex_bytes(2, kWaiter, 2)).find("never does") != std::string::npos);
+    // ... a normal one does: a thread that locks it twice waits for itself.
+    auto self = analyze(mutex_bytes(2, kWaiter, 0));
+    REQUIRE(self.has_value());
+    CHECK(self->owner == kWaiter);
+}
+
+TEST_CASE("locks: a mutex of another C library is not read as glibc's") {
+    auto musl = [](const std::string& function) {
+        auto f = libc(function);
+        f.module = "/lib/ld-musl-x86_64.so.1";
+        return f;
+    };
+    auto w = analyze(mutex_bytes(2, kHolder, 0), {musl("__futexwait"), musl("pthread_mutex_lock"), app("update_db")});
     REQUIRE(w.has_value());
+    CHECK(w->kind == report::LockKind::mutex);
     CHECK(w->owner == 0);
-    CHECK(w->unknown.find("could not be read") != std::string::npos);
+    CHECK(w->unknown.find("other than glibc") != std::string::npos);
 }
 
 TEST_CASE("locks: the kind of wait comes from the innermost lock function, the owner only from a mutex") {
@@ -239,7 +254,14 @@ TEST_CASE("incidents: the same stack while one goes on is one incident, said whe
     in.close(e1, t0 + 2s);
     CHECK(e1.incident == 1);
     CHECK(!e1.joined);
-    CHECK(in.take_news(t0 + 2s).empty());  // one goes on, and it did not grow
+    // The stall shown in full is over, another goes on: said once.
+    news = in.take_news(t0 + 2s);
+    REQUIRE(news.size() == 1);
+    CHECK(!news[0].ended);
+    CHECK(news[0].open == 1);
+    CHECK(news[0].workers == 2);
+    CHECK(in.joined(2));
+    CHECK(!in.joined(1));
     in.close(e2, t0 + 2s);
     CHECK(e2.incident == 1);
     CHECK(e2.joined);
@@ -248,6 +270,9 @@ TEST_CASE("incidents: the same stack while one goes on is one incident, said whe
     CHECK(news[0].ended);
     CHECK(news[0].workers == 2);
     CHECK(news[0].longest == 2000ms);
+
+    // An unsampled update of a joined stall still counts for the longest.
+    CHECK(in.take_news(t0 + 2s).empty());
 
     // Beginning within 1 s of the end, the same stack joins it again ...
     auto c = stall_at(4, "update_db", 100ms);
@@ -260,4 +285,10 @@ TEST_CASE("incidents: the same stack while one goes on is one incident, said whe
     in.place(d, t0 + 5s);
     CHECK(d.event.incident == 5);
     CHECK(!d.event.joined);
+
+    // A stall wedged for good does not make the stack one incident forever:
+    // a stall that begins long after the latest one began starts another.
+    auto late = stall_at(6, "update_db", 100ms);
+    in.place(late, t0 + 60s);
+    CHECK(late.event.incident == 6);
 }
