@@ -219,7 +219,7 @@ TEST_CASE("bounds are printed so that they stay bounds") {
     CHECK(sw::format_duration_up(100ms) == "100ms");
 }
 
-TEST_CASE("status and top options; attach --live is top") {
+TEST_CASE("status and top options, and attach --live is top") {
     auto parse = [](std::vector<std::string> args) {
         args.insert(args.begin(), "stallwatch");
         return sw::cli::parse_command_line(args);
