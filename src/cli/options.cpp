@@ -262,7 +262,7 @@ ParseResult parse_command_line(const std::vector<std::string>& args) {
     st->footer(command_footer(duration_help(false),
                               {"stallwatch status 4321",
                                "stallwatch status 4321 --threshold 1s",
-                               "stallwatch status 4321 --format json | jq 'select(.\"stallwatch.worker.stalled\")'"}));
+                               "stallwatch status 4321 --format json"}));
 
     AttachOptions attach;
     std::string threshold = "100ms", interval = "10ms", format = "text";
