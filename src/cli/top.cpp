@@ -143,7 +143,8 @@ int run_top(const TopOptions& opt, std::ostream& /*out*/, std::ostream& err) {
     UniqueFd exit_fd = process->exit_notifier();
     const auto started = Clock::now();
     auto next_round = started;
-    auto next_draw = started;
+    // The first frame after a few reads, so that it has moved counters to show.
+    auto next_draw = started + std::min<std::chrono::nanoseconds>(opt.interval, std::chrono::milliseconds(100));
     TopEnd end = TopEnd::failed;
     int end_signal = 0;
     std::optional<Error> error;
