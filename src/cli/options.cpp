@@ -244,7 +244,7 @@ ParseResult parse_command_line(const std::vector<std::string>& args) {
     auto* st = app.add_subcommand(
         "status",
         "Print the progress table of a process: one line per registered worker (slot, tid, state, "
-        "progress, name, time since its last progress), flagging STALLED each running worker that made "
+        "progress, time since its last progress, name), flagging STALLED each running worker that made "
         "no progress for --threshold. The table is read twice, --threshold apart; no thread is stopped.");
     st->add_option("pid", status.pid, "Process id of the instrumented program")
         ->required()

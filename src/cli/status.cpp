@@ -5,7 +5,6 @@
 #include <fmt/format.h>
 #include <fmt/ostream.h>
 
-#include <algorithm>
 #include <string>
 #include <thread>
 
@@ -63,31 +62,23 @@ void print_text(std::ostream& out, const StatusOptions& opt, proc::Target& proce
     }
     // In another PID namespace the table's tids are the process's own: both
     // columns, ours first. A tid that maps to no thread shows as "-". The
-    // columns of the second read come first, as they always were (scripts
-    // read them by position); what the two reads tell follows the name,
-    // which is padded to the longest.
+    // name stays last, as in ps(1) (it may hold spaces: scripts take the
+    // last field); what the two reads tell comes before it.
     auto tid = [](pid_t t) { return t > 0 ? std::to_string(t) : std::string("-"); };
-    std::size_t name_width = 4;
-    for (const auto& g : r.workers) name_width = std::max(name_width, printable(g.worker.name).size());
-    auto tail = [&](const std::string& name, const std::string& since, std::string_view flag) {
-        std::string t = fmt::format("{:<{}}  {:<14}  {}", name, name_width, since, flag);
-        while (!t.empty() && t.back() == ' ') t.pop_back();
-        return t;
-    };
     if (inner > 0)
-        fmt::print(out, "{:>5}  {:>8}  {:>8}  {:<8}  {:>14}  {}\n", "SLOT", "TID", "NS-TID", "STATE", "PROGRESS",
-                   tail("NAME", "SINCE PROGRESS", "FLAG"));
+        fmt::print(out, "{:>5}  {:>8}  {:>8}  {:<8}  {:>14}  {:<14}  {:<7}  {}\n", "SLOT", "TID", "NS-TID", "STATE",
+                   "PROGRESS", "SINCE PROGRESS", "FLAG", "NAME");
     else
-        fmt::print(out, "{:>5}  {:>8}  {:<8}  {:>14}  {}\n", "SLOT", "TID", "STATE", "PROGRESS",
-                   tail("NAME", "SINCE PROGRESS", "FLAG"));
+        fmt::print(out, "{:>5}  {:>8}  {:<8}  {:>14}  {:<14}  {:<7}  {}\n", "SLOT", "TID", "STATE", "PROGRESS",
+                   "SINCE PROGRESS", "FLAG", "NAME");
     for (const auto& g : r.workers) {
         const auto& w = g.worker;
         if (inner > 0)
-            fmt::print(out, "{:>5}  {:>8}  {:>8}  {:<8}  {:>14}  {}\n", w.slot, tid(w.tid), w.ns_tid,
-                       table::to_string(w.state), w.progress, tail(printable(w.name), since_text(g), flag_text(g)));
+            fmt::print(out, "{:>5}  {:>8}  {:>8}  {:<8}  {:>14}  {:<14}  {:<7}  {}\n", w.slot, tid(w.tid), w.ns_tid,
+                       table::to_string(w.state), w.progress, since_text(g), flag_text(g), printable(w.name));
         else
-            fmt::print(out, "{:>5}  {:>8}  {:<8}  {:>14}  {}\n", w.slot, tid(w.tid), table::to_string(w.state),
-                       w.progress, tail(printable(w.name), since_text(g), flag_text(g)));
+            fmt::print(out, "{:>5}  {:>8}  {:<8}  {:>14}  {:<14}  {:<7}  {}\n", w.slot, tid(w.tid),
+                       table::to_string(w.state), w.progress, since_text(g), flag_text(g), printable(w.name));
     }
     std::string stopped = r.frozen == 0 ? std::string{}
                                         : fmt::format("; {} stopped by a signal or a debugger, not counted", r.frozen);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <limits>
 #include <set>
+#include <unordered_map>
 
 namespace sw::detect {
 
@@ -10,12 +11,16 @@ std::vector<WorkerGlance> glance(const table::Snapshot& first, const table::Snap
                                  Duration threshold, const FrozenProbe& frozen) {
     std::vector<WorkerGlance> out;
     out.reserve(second.workers.size());
+    // A table may hold 65536 workers: by slot, not one search each.
+    std::unordered_map<std::uint32_t, const table::Worker*> at_first;
+    at_first.reserve(first.workers.size());
+    for (const auto& v : first.workers) at_first.emplace(v.slot, &v);
     for (const auto& w : second.workers) {
         WorkerGlance g;
         g.worker = w;
-        auto before = std::find_if(first.workers.begin(), first.workers.end(),
-                                   [&](const table::Worker& v) { return v.same_identity(w); });
-        if (before != first.workers.end()) {
+        auto found = at_first.find(w.slot);
+        const table::Worker* before = found != at_first.end() && found->second->same_identity(w) ? found->second : nullptr;
+        if (before) {
             g.seen_at_first = true;
             g.moved = before->progress != w.progress;
             // Moved: the last progress came after the first read's value was
