@@ -45,7 +45,8 @@ public:
 
     RunResult tmux(std::vector<std::string> args) {
         args.insert(args.begin(), {tmux_binary, "-L", socket_});
-        return run(args, std::chrono::seconds(10), {{"TERM", "xterm-256color"}});
+        // Not inside a tmux of the caller's, whatever the environment says.
+        return run(args, std::chrono::seconds(10), {{"TERM", "xterm-256color"}, {"TMUX", ""}});
     }
     std::string screen() { return tmux({"capture-pane", "-p", "-t", "sw"}).out; }
     std::string format(const std::string& f) {
