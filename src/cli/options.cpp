@@ -259,10 +259,6 @@ ParseResult parse_command_line(const std::vector<std::string>& args) {
                                                  "then one status_summary)")
         ->check(CLI::IsMember({"text", "json"}))
         ->capture_default_str();
-    st->footer(command_footer(duration_help(false),
-                              {"stallwatch status 4321",
-                               "stallwatch status 4321 --threshold 1s",
-                               "stallwatch status 4321 --format json"}));
 
     AttachOptions attach;
     std::string threshold = "100ms", interval = "10ms", format = "text";
@@ -290,18 +286,13 @@ ParseResult parse_command_line(const std::vector<std::string>& args) {
                    "(/system.slice matches /system.slice/x.service)")
         ->type_name("PATH");
     add_timing_options(*at, threshold, interval);
-    at->add_flag("-1,--once", attach.once, "Exit after the first stall report");
-    add_output_options(*at, attach.out, format, "standard output");
     bool live = false;
     at->add_flag("--live", live,
                  "Show the live view of 'stallwatch top' instead of reports (no thread is stopped); with it, "
                  "--threshold is more than zero and --interval is how often the screen is redrawn (default 1s, "
                  "at least 100ms), and the other options do not apply");
-    at->footer(command_footer(duration_help(true),
-                              {"stallwatch attach 4321",
-                               "stallwatch attach 4321 --once --threshold 250ms --output stalls.log",
-                               "stallwatch attach --all --format json",
-                               "stallwatch attach 4321 --live"}));
+    at->add_flag("-1,--once", attach.once, "Exit after the first stall report");
+    add_output_options(*at, attach.out, format, "standard output");
 
     DumpOptions dump;
     std::string dump_format = "text";
@@ -313,8 +304,6 @@ ParseResult parse_command_line(const std::vector<std::string>& args) {
     du->add_option("pid", dump.pid, "Process id")->required()->check(PidValidator());
     du->add_flag("-a,--all-threads", dump.all_threads, "Every thread of the process, not only the workers");
     add_output_options(*du, dump.out, dump_format, "standard output");
-    du->footer(command_footer({}, {"stallwatch dump 4321", "stallwatch dump 4321 --all-threads",
-                                   "stallwatch dump 4321 --format folded > stacks.folded"}));
 
     RunOptions run;
     std::string run_threshold = "100ms", run_interval = "10ms", run_format = "text";
@@ -335,10 +324,6 @@ ParseResult parse_command_line(const std::vector<std::string>& args) {
     ru->add_option("command", run.command, "The program to run and its arguments (after --)")
         ->required();
     ru->positionals_at_end();
-    ru->footer(command_footer(duration_help(true),
-                              {"stallwatch run -- ./server --port 8080",
-                               "stallwatch run --threshold 250ms --format json --output stalls.jsonl -- ./server",
-                               "stallwatch run --preload -- redis-server --port 6380"}));
 
     ListOptions list;
     std::string list_format = "text", list_threshold = "100ms";
@@ -354,8 +339,6 @@ ParseResult parse_command_line(const std::vector<std::string>& args) {
         ->type_name("DURATION")
         ->check(DurationValidator(false))
         ->capture_default_str();
-    li->footer(command_footer(duration_help(false),
-                              {"stallwatch list", "stallwatch list --threshold 500ms --format json"}));
 
     TopOptions top;
     std::string top_threshold = "100ms", top_interval = "1s";
@@ -376,6 +359,26 @@ ParseResult parse_command_line(const std::vector<std::string>& args) {
         ->type_name("DURATION")
         ->check(DurationValidator(false, min_refresh, "interval"))
         ->capture_default_str();
+
+    // Each command's help ends with the units of its durations and examples
+    // (every one of them is in man/stallwatch.1: man/check-options.sh).
+    st->footer(command_footer(duration_help(false),
+                              {"stallwatch status 4321",
+                               "stallwatch status 4321 --threshold 1s",
+                               "stallwatch status 4321 --format json"}));
+    at->footer(command_footer(duration_help(true),
+                              {"stallwatch attach 4321",
+                               "stallwatch attach 4321 --once --threshold 250ms --output stalls.log",
+                               "stallwatch attach --all --format json",
+                               "stallwatch attach 4321 --live"}));
+    du->footer(command_footer({}, {"stallwatch dump 4321", "stallwatch dump 4321 --all-threads",
+                                   "stallwatch dump 4321 --format folded > stacks.folded"}));
+    ru->footer(command_footer(duration_help(true),
+                              {"stallwatch run -- ./server --port 8080",
+                               "stallwatch run --threshold 250ms --format json --output stalls.jsonl -- ./server",
+                               "stallwatch run --preload -- redis-server --port 6380"}));
+    li->footer(command_footer(duration_help(false),
+                              {"stallwatch list", "stallwatch list --threshold 500ms --format json"}));
     tp->footer(command_footer(duration_help(false),
                               {"stallwatch top 4321", "stallwatch top 4321 --threshold 250ms --interval 500ms",
                                "stallwatch attach 4321 --live"}));
