@@ -2,6 +2,8 @@
 # Fails when an option that `stallwatch --help` or `stallwatch COMMAND --help`
 # prints is missing from the man page. In the roff source a long option is
 # written with escaped hyphens (\-\-max\-frames), a short one as \-n.
+# Also fails when an example of a command's --help (the lines under
+# "Examples:") is not a line of the page, so that the two never disagree.
 #
 #   check-options.sh STALLWATCH PAGE [COMMAND...]
 set -u
@@ -57,3 +59,29 @@ if [ "$missing" -ne 0 ]; then
     exit 1
 fi
 echo "check-options: every option of --help is in $page:$checked"
+
+# The examples: each a line of the page, once its \- are read as -.
+plain=$(sed -e 's/\\-/-/g' "$page")
+examples=$(printf '%s\n' "$help" | awk '/^Examples:$/ { on = 1; next }
+    on && /^  stallwatch / { sub(/^  /, ""); print; next }
+    { on = 0 }')
+if [ -z "$examples" ]; then
+    echo "check-options: found no example in the help"
+    exit 1
+fi
+missing=0
+count=0
+while IFS= read -r ex; do
+    count=$((count + 1))
+    if ! printf '%s\n' "$plain" | grep -qxF -- "$ex"; then
+        echo "check-options: the example '$ex' of --help is not a line of $page"
+        missing=$((missing + 1))
+    fi
+done <<EOF2
+$examples
+EOF2
+if [ "$missing" -ne 0 ]; then
+    echo "check-options: $missing example(s) of --help not in $page"
+    exit 1
+fi
+echo "check-options: the $count examples of --help are in $page"

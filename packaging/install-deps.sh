@@ -20,7 +20,8 @@ SUDO=""
 # librust-libc-dev: the crates the Rust binding (bindings/rust) builds from,
 # offline; cargo itself is Debian's only where the machine has none (rustup's
 # in ~/.cargo/bin is used when present). libboost-dev (Boost.Asio, header-only)
-# and libuv1-dev: the adapters' fixtures (fixtures/adapters).
+# and libuv1-dev: the adapters' fixtures (fixtures/adapters). tmux: the tests
+# of `stallwatch top` run it in a real terminal (tests/integration/test_top.cpp).
 PACKAGES="
   build-essential cmake pkg-config
   libunwind-dev libdw-dev elfutils
@@ -32,6 +33,7 @@ PACKAGES="
   redis-server redis-tools nginx-light python3-dbg nodejs
   librust-tokio-dev librust-hyper-dev librust-libc-dev
   libboost-dev libuv1-dev
+  tmux
 "
 if ! command -v cargo >/dev/null 2>&1 && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/cargo" ]; then
   PACKAGES="$PACKAGES cargo"

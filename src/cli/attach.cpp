@@ -15,15 +15,6 @@
 #include "cli/watch.hpp"
 
 namespace sw::cli {
-namespace {
-
-// ", N more withdrawn (...)" when samples were dropped, else nothing.
-std::string withdrawn_note(const WatchResult& r) {
-    if (r.withdrawn == 0) return {};
-    return fmt::format(", {} withdrawn (the worker moved on while it was being sampled)", r.withdrawn);
-}
-
-}  // namespace
 
 int run_attach(const AttachOptions& opt, std::ostream& out, std::ostream& err) {
     auto output = Output::open(opt.out.output, out, "standard output", err);
@@ -52,8 +43,7 @@ int run_attach(const AttachOptions& opt, std::ostream& out, std::ostream& err) {
     case WatchEnd::once:
         return exit_code::ok;
     case WatchEnd::target_exited:
-        fmt::print(err, "stallwatch: pid {} exited; {} stall report(s) made{}\n", opt.pid, result.reports,
-                   withdrawn_note(result));
+        fmt::print(err, "stallwatch: {}\n", exited_line(opt.pid, result));
         return exit_code::target_exited;
     case WatchEnd::failed:
         break;

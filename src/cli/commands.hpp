@@ -23,6 +23,11 @@ int run_run(const RunOptions& opt, std::ostream& err);
 
 int run_list(const ListOptions& opt, std::ostream& out, std::ostream& err);
 
+// `top` and `attach --live`: draws on the terminal of standard output itself
+// (cli/terminal.hpp); `err` gets the closing line once the terminal is
+// restored.
+int run_top(const TopOptions& opt, std::ostream& out, std::ostream& err);
+
 int run(const Options& opt, std::ostream& out, std::ostream& err);
 
 }  // namespace sw::cli

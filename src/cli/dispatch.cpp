@@ -39,6 +39,7 @@ int run(const Options& opt, std::ostream& out, std::ostream& err) {
         int operator()(const DumpOptions& o) const { return run_dump(with_process(o, err), out, err); }
         int operator()(const RunOptions& o) const { return run_run(o, err); }
         int operator()(const ListOptions& o) const { return run_list(o, out, err); }
+        int operator()(const TopOptions& o) const { return run_top(with_process(o, err), out, err); }
     };
     return std::visit(Dispatch{out, err}, opt.command);
 }

@@ -4,9 +4,11 @@
 #include <fmt/format.h>
 
 #include <charconv>
+#include <initializer_list>
 #include <limits>
 #include <optional>
 #include <sstream>
+#include <variant>
 
 #include "common/duration.hpp"
 #include "common/error.hpp"
@@ -85,7 +87,32 @@ public:
     }
 };
 
-constexpr const char* command_names = "status, attach, dump, run or list";
+constexpr const char* command_names = "status, attach, dump, run, list or top";
+
+// The screen of `top` is redrawn at most this often: faster cannot be read,
+// and the table is read every 10ms between redraws anyway.
+constexpr std::chrono::milliseconds min_refresh{100};
+
+// What every duration option takes (common/duration.cpp), for the footers.
+std::string duration_help(bool zero_allowed) {
+    return fmt::format("DURATION: a number and a unit: ns, us, ms, s, m (or min), h; for example 250ms, 1.5s, "
+                       "2m. A number without a unit is refused{}.",
+                       zero_allowed ? ", except 0" : "");
+}
+
+constexpr const char* exit_status_help =
+    "Exit status: 0 ok, 1 failure (dump: some thread could not be sampled), 2 target exited, 3 no such process, "
+    "4 not permitted, 5 no table, 6 unsupported or corrupt table, 64 usage error. run exits with the program's "
+    "status (128+N if signal N killed it; 126/127 if it could not be started).\nSee stallwatch(1).";
+
+// A command's footer: its units (`durations`, "" when it has no duration
+// option), two or three examples, and the exit status.
+std::string command_footer(const std::string& durations, std::initializer_list<const char*> examples) {
+    std::string text = durations.empty() ? std::string() : durations + "\n\n";
+    text += "Examples:\n";
+    for (const char* e : examples) text += fmt::format("  {}\n", e);
+    return text + "\n" + exit_status_help;
+}
 
 report::Format parse_format(const std::string& name) {
     if (name == "json") return report::Format::json;
@@ -146,9 +173,11 @@ void add_timing_options(CLI::App& cmd, std::string& threshold, std::string& inte
     cmd.add_option("-t,--threshold", threshold,
                    "How long a running worker may go without progress before it is reported "
                    "(0: any running worker whose progress did not move between two reads)")
+        ->type_name("DURATION")
         ->check(DurationValidator(true))
         ->capture_default_str();
     cmd.add_option("-i,--interval", interval, "How often the progress table is read (at least 1ms)")
+        ->type_name("DURATION")
         ->check(DurationValidator(false, min_interval, "interval"))
         ->capture_default_str();
 }
@@ -171,6 +200,32 @@ std::optional<std::string> check_agent_options(const AttachOptions& a, bool pid_
         return fmt::format("--cgroup '{}' is not a cgroup v2 path: it starts with / (as in /proc/PID/cgroup)",
                            f.cgroup);
     return std::nullopt;
+}
+
+// `attach PID --live`: the options of `top`, or what is wrong with them.
+// Its --interval is then the screen's refresh (1s unless given).
+std::variant<TopOptions, std::string> live_view_options(const CLI::App& at, pid_t pid, const std::string& threshold,
+                                                        const std::string& interval) {
+    for (const CLI::Option* o : at.get_options()) {
+        const std::string& name = o->get_name();
+        if (o->count() == 0 || name == "--live" || name == "--threshold" || name == "--interval" || name == "pid")
+            continue;
+        return fmt::format("--live shows the live view of 'stallwatch top', which takes a pid, --threshold and "
+                           "--interval; not {}",
+                           name);
+    }
+    if (pid == 0) return std::string("--live needs a pid");
+    TopOptions top;
+    top.pid = pid;
+    top.threshold = *read_duration(threshold);
+    if (top.threshold.count() == 0) return std::string("--live: the --threshold must be more than zero");
+    if (at.get_option("--interval")->count() > 0) {
+        top.interval = *read_duration(interval);
+        if (top.interval < min_refresh)
+            return fmt::format("--live: '{}' is too short: the screen is redrawn at most every {}", interval,
+                               format_duration(min_refresh));
+    }
+    return top;
 }
 
 WatchTiming parse_timing(const std::string& threshold, const std::string& interval) {
@@ -198,17 +253,28 @@ ParseResult parse_command_line(const std::vector<std::string>& args) {
                  "stallwatch"};
     app.require_subcommand(1);
     app.set_version_flag("-V,--version", version_text);
-    app.footer("Exit status: 0 ok, 1 failure (dump: some thread could not be sampled), 2 target "
-               "exited, 3 no such process, 4 not permitted, 5 no table, 6 unsupported or corrupt "
-               "table, 64 usage error. run exits with the program's status (128+N if signal N "
-               "killed it; 126/127 if it could not be started).\nSee stallwatch(1).");
+    app.footer(exit_status_help);
 
     StatusOptions status;
-    auto* st = app.add_subcommand("status", "Print the progress table of a process: one line per "
-                                            "registered worker (slot, tid, state, progress, name).");
+    std::string status_threshold = "100ms", status_format = "text";
+    auto* st = app.add_subcommand(
+        "status",
+        "Print the progress table of a process: one line per registered worker (slot, tid, state, "
+        "progress, time since its last progress, name), flagging STALLED each running worker that made "
+        "no progress for --threshold. The table is read twice, --threshold apart; no thread is stopped.");
     st->add_option("pid", status.pid, "Process id of the instrumented program")
         ->required()
         ->check(PidValidator());
+    st->add_option("-t,--threshold", status_threshold,
+                   "How long to watch for progress, between the two reads: a running worker whose progress "
+                   "did not move in that time is STALLED")
+        ->type_name("DURATION")
+        ->check(DurationValidator(false))
+        ->capture_default_str();
+    st->add_option("-f,--format", status_format, "text or json (JSON Lines: one status_worker event per worker, "
+                                                 "then one status_summary)")
+        ->check(CLI::IsMember({"text", "json"}))
+        ->capture_default_str();
 
     AttachOptions attach;
     std::string threshold = "100ms", interval = "10ms", format = "text", color = "auto";
@@ -236,6 +302,11 @@ ParseResult parse_command_line(const std::vector<std::string>& args) {
                    "(/system.slice matches /system.slice/x.service)")
         ->type_name("PATH");
     add_timing_options(*at, threshold, interval);
+    bool live = false;
+    at->add_flag("--live", live,
+                 "Show the live view of 'stallwatch top' instead of reports (no thread is stopped); with it, "
+                 "--threshold is more than zero and --interval is how often the screen is redrawn (default 1s, "
+                 "at least 100ms), and the other options do not apply");
     at->add_flag("-1,--once", attach.once, "Exit after the first stall report");
     add_output_options(*at, attach.out, format, color, "standard output");
 
@@ -281,8 +352,52 @@ ParseResult parse_command_line(const std::vector<std::string>& args) {
         ->check(CLI::IsMember({"text", "json"}))
         ->capture_default_str();
     li->add_option("-t,--threshold", list_threshold, "How long to watch for progress")
+        ->type_name("DURATION")
         ->check(DurationValidator(false))
         ->capture_default_str();
+
+    TopOptions top;
+    std::string top_threshold = "100ms", top_interval = "1s";
+    auto* tp = app.add_subcommand(
+        "top",
+        "Show a live view of a process's workers on this terminal: state, progress per second, time since "
+        "the last progress, stall episodes seen so far, STALLED while a running worker makes no progress for "
+        "--threshold. Only reads the table (every 10ms); no thread is stopped. Ends on q, Ctrl-C, SIGTERM or "
+        "SIGHUP (exit 0) or the process's exit (exit 2). Standard output must be a terminal (else exit 64).");
+    tp->add_option("pid", top.pid, "Process id of the instrumented program")->required()->check(PidValidator());
+    tp->add_option("-t,--threshold", top_threshold,
+                   "How long a running worker may go without progress before it is shown STALLED and counted "
+                   "as a stall")
+        ->type_name("DURATION")
+        ->check(DurationValidator(false))
+        ->capture_default_str();
+    tp->add_option("-i,--interval", top_interval, "How often the screen is redrawn (at least 100ms)")
+        ->type_name("DURATION")
+        ->check(DurationValidator(false, min_refresh, "interval"))
+        ->capture_default_str();
+
+    // Each command's help ends with the units of its durations and examples
+    // (every one of them is in man/stallwatch.1: man/check-options.sh).
+    st->footer(command_footer(duration_help(false),
+                              {"stallwatch status 4321",
+                               "stallwatch status 4321 --threshold 1s",
+                               "stallwatch status 4321 --format json"}));
+    at->footer(command_footer(duration_help(true),
+                              {"stallwatch attach 4321",
+                               "stallwatch attach 4321 --once --threshold 250ms --output stalls.log",
+                               "stallwatch attach --all --format json",
+                               "stallwatch attach 4321 --live"}));
+    du->footer(command_footer({}, {"stallwatch dump 4321", "stallwatch dump 4321 --all-threads",
+                                   "stallwatch dump 4321 --format folded > stacks.folded"}));
+    ru->footer(command_footer(duration_help(true),
+                              {"stallwatch run -- ./server --port 8080",
+                               "stallwatch run --threshold 250ms --format json --output stalls.jsonl -- ./server",
+                               "stallwatch run --preload -- redis-server --port 6380"}));
+    li->footer(command_footer(duration_help(false),
+                              {"stallwatch list", "stallwatch list --threshold 500ms --format json"}));
+    tp->footer(command_footer(duration_help(false),
+                              {"stallwatch top 4321", "stallwatch top 4321 --threshold 250ms --interval 500ms",
+                               "stallwatch attach 4321 --live"}));
 
     std::vector<std::string> rev(args.rbegin(), args.rend());
     if (!rev.empty()) rev.pop_back();  // program name
@@ -311,7 +426,16 @@ ParseResult parse_command_line(const std::vector<std::string>& args) {
         }
         return EarlyExit{0, out.str(), {}};  // --help, --version
     }
-    if (st->parsed()) return Options{status};
+    if (st->parsed()) {
+        status.threshold = *read_duration(status_threshold);
+        status.format = parse_format(status_format);
+        return Options{status};
+    }
+    if (tp->parsed()) {
+        top.threshold = *read_duration(top_threshold);
+        top.interval = *read_duration(top_interval);
+        return Options{top};
+    }
     if (ru->parsed()) {
         run.timing = parse_timing(run_threshold, run_interval);
         run.out.format = parse_format(run_format);
@@ -327,6 +451,13 @@ ParseResult parse_command_line(const std::vector<std::string>& args) {
         dump.out.format = parse_format(dump_format);
         dump.out.color = parse_color(dump_color);
         return Options{dump};
+    }
+    if (at->parsed() && live) {
+        auto top_of = live_view_options(*at, attach.pid, threshold, interval);
+        if (auto* e = std::get_if<std::string>(&top_of))
+            return EarlyExit{exit_code::usage, {},
+                             fmt::format("stallwatch: {} (see 'stallwatch attach --help')\n", *e)};
+        return Options{std::get<TopOptions>(top_of)};
     }
     if (at->parsed()) {
         attach.timing = parse_timing(threshold, interval);

@@ -14,8 +14,18 @@
 
 namespace sw::cli {
 
+// `status`: the table read twice, `threshold` apart.
 struct StatusOptions {
     pid_t pid = 0;
+    std::chrono::nanoseconds threshold = std::chrono::milliseconds(100);
+    report::Format format = report::Format::text;  // text or json
+};
+
+// `top` (and `attach --live`): the live view on a terminal.
+struct TopOptions {
+    pid_t pid = 0;
+    std::chrono::nanoseconds threshold = std::chrono::milliseconds(100);
+    std::chrono::nanoseconds interval = std::chrono::seconds(1);  // how often the screen is redrawn
 };
 
 // What every command that writes reports takes.
@@ -74,7 +84,7 @@ struct ListOptions {
     std::chrono::nanoseconds threshold = std::chrono::milliseconds(100);
 };
 
-using Command = std::variant<StatusOptions, AttachOptions, DumpOptions, RunOptions, ListOptions>;
+using Command = std::variant<StatusOptions, AttachOptions, DumpOptions, RunOptions, ListOptions, TopOptions>;
 
 struct Options {
     Command command;

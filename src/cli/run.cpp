@@ -248,6 +248,8 @@ int run_run(const RunOptions& opt, std::ostream& err) {
         fmt::print(err, "stallwatch: {}\n", output->write_error(seen));
     else if (result.end == WatchEnd::failed && result.error)
         fmt::print(err, "stallwatch: {}\n", result.error->message);
+    else  // the program ended: the closing line of attach
+        fmt::print(err, "stallwatch: {}\n", exited_line(pid, result));
     return status_to_exit_code(status);
 }
 

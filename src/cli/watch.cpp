@@ -316,6 +316,15 @@ void Watcher::follow_groups(const table::Snapshot& snap) {
     groups_read_ = true;
 }
 
+std::string withdrawn_note(const WatchResult& r) {
+    if (r.withdrawn == 0) return {};
+    return fmt::format(", {} withdrawn (the worker moved on while it was being sampled)", r.withdrawn);
+}
+
+std::string exited_line(pid_t pid, const WatchResult& r) {
+    return fmt::format("pid {} exited; {} stall report(s) made{}", pid, r.reports, withdrawn_note(r));
+}
+
 WatchResult watch(pid_t pid, const WatchOptions& opt, report::Writer& writer, std::ostream& err,
                   const std::vector<int>& signals, const SignalHandler& on_signal) {
     auto process = proc::open_target(pid);

@@ -139,6 +139,13 @@ private:
     bool take_joined_budget(Clock::time_point now);
 };
 
+// ", N withdrawn (...)" when samples were dropped, else nothing: for the
+// closing lines of attach and run.
+std::string withdrawn_note(const WatchResult& r);
+// "pid N exited; K stall report(s) made[, W withdrawn (...)]": the closing
+// line of attach and run when the target ended.
+std::string exited_line(pid_t pid, const WatchResult& r);
+
 // What to do with SIGINT, SIGTERM, SIGHUP (and, for run, SIGQUIT, SIGUSR1,
 // SIGUSR2): return true to end the watch, false to go on. `from_terminal`
 // is true when the kernel sent it (Ctrl-C at the terminal, which the whole

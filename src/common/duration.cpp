@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 
@@ -56,6 +57,35 @@ std::string format_duration(std::chrono::nanoseconds d) {
     if (s < 60) return fmt::format("{}s", s);
     if (s < 3600) return fmt::format("{}m{:02}s", s / 60, s % 60);
     return fmt::format("{}h{:02}m", s / 3600, s / 60 % 60);
+}
+
+namespace {
+
+// The last digit format_duration shows for `ns`.
+long long shown_step(long long ns) {
+    if (ns < 1'000) return 1;
+    if (ns < 1'000'000) return 1'000;
+    if (ns < 1'000'000'000) return 1'000'000;
+    if (ns < 10'000'000'000LL) return 10'000'000;
+    if (ns < 3'600'000'000'000LL) return 1'000'000'000;
+    return 60'000'000'000LL;
+}
+
+}  // namespace
+
+std::string format_duration_down(std::chrono::nanoseconds d) {
+    auto ns = std::max<long long>(d.count(), 0);
+    auto step = shown_step(ns);
+    return format_duration(std::chrono::nanoseconds(ns / step * step));
+}
+
+std::string format_duration_up(std::chrono::nanoseconds d) {
+    auto ns = std::max<long long>(d.count(), 0);
+    auto step = shown_step(ns);
+    auto up = ns % step == 0 ? ns : (ns / step + 1) * step;
+    // Rounding up can reach the next magnitude (999.5ms is 1.00s): its own
+    // step then divides it, since each step divides the next.
+    return format_duration(std::chrono::nanoseconds(up));
 }
 
 }  // namespace sw

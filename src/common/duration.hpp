@@ -24,4 +24,10 @@ std::optional<std::chrono::nanoseconds> parse_duration(std::string_view text);
 // For people: "850us", "105ms", "2.30s", "3m05s".
 std::string format_duration(std::chrono::nanoseconds d);
 
+// format_duration of `d` first rounded down (up) to the last digit it
+// shows, so that a lower (upper) bound stays one when printed: 1.006s is
+// "1.00s" down and "1.01s" up.
+std::string format_duration_down(std::chrono::nanoseconds d);
+std::string format_duration_up(std::chrono::nanoseconds d);
+
 }  // namespace sw

@@ -473,4 +473,10 @@ std::unique_ptr<Writer> make_json_writer(std::ostream& out, std::size_t max_even
     return std::make_unique<JsonWriter>(out, max_event_bytes);
 }
 
+nlohmann::ordered_json event_base(std::string_view event, const Target& t, std::string timestamp) {
+    return base(event, t, std::move(timestamp));
+}
+
+std::string event_line(const nlohmann::ordered_json& j) { return dump(j); }
+
 }  // namespace sw::report

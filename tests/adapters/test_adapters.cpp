@@ -52,9 +52,14 @@ std::pair<int, int> workers(const std::string& status, const std::string& prefix
     int all = 0, parked = 0;
     std::istringstream in(status);
     for (std::string line; std::getline(in, line);) {
+        // SLOT TID STATE PROGRESS SINCE-PROGRESS [FLAG] NAME: the name is last.
         std::istringstream cols(line);
-        std::string slot, tid, state, progress, name;
-        if (!(cols >> slot >> tid >> state >> progress >> name) || name.rfind(prefix, 0) != 0) continue;
+        std::vector<std::string> fields;
+        for (std::string f; cols >> f;) fields.push_back(f);
+        if (fields.size() < 6) continue;
+        const std::string& state = fields[2];
+        const std::string& name = fields.back();
+        if (name.rfind(prefix, 0) != 0) continue;
         ++all;
         parked += state == "parked";
     }
@@ -144,10 +149,13 @@ struct UvRun {
 long progress_of(const std::string& status, const std::string& name) {
     std::istringstream in(status);
     for (std::string line; std::getline(in, line);) {
+        // SLOT TID STATE PROGRESS ... NAME: the name is last.
         std::istringstream cols(line);
         std::string slot, tid, state, n;
         long progress = -1;
-        if ((cols >> slot >> tid >> state >> progress >> n) && n == name) return progress;
+        if (!(cols >> slot >> tid >> state >> progress)) continue;
+        for (std::string f; cols >> f;) n = f;
+        if (n == name) return progress;
     }
     return -1;
 }

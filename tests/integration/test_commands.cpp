@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <memory>
 #include <optional>
+#include <regex>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -84,6 +85,22 @@ TEST_CASE("run: a report that cannot be written is named, and the program runs o
     CHECK(r.exit_code == 0);  // the program's status
     CHECK(r.err.find("stallwatch: cannot write to /dev/full: No space left on device\n") != std::string::npos);
     CHECK(r.out.find("victim: done") != std::string::npos);
+}
+
+TEST_CASE("run ends with the closing line of attach: the pid, and how many reports it made") {
+    auto r = run({stallwatch_binary(), "run", "--threshold", "100ms", "--", fixture("sw_fixture_stall"), "--stall-ms",
+                  "300", "--exit-after-ms", "600"});
+    INFO(r.out << r.err);
+    CHECK(r.exit_code == 0);  // the program's status
+    auto pid = field(r.out.substr(0, r.out.find('\n')), "pid");
+    REQUIRE(pid.has_value());
+    // attach's line when the target exits (test_attach.cpp): the same form.
+    std::smatch m;
+    CHECK(std::regex_search(r.err, m,
+                            std::regex("\nstallwatch: pid " + std::to_string(*pid) +
+                                       " exited; ([1-9][0-9]*) stall report\\(s\\) made(, [0-9]+ withdrawn \\(the "
+                                       "worker moved on while it was being sampled\\))?\n$")));
+    CHECK(r.err.find("STALL #1: worker \"victim\"") != std::string::npos);
 }
 
 TEST_CASE("a thread id given for a pid is taken as its process, with a note") {

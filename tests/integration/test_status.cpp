@@ -8,11 +8,17 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include <fstream>
 #include <set>
+#include <sstream>
 
 #include "proc/table_file.hpp"
 #include "support/child.hpp"
 #include "support/skip.hpp"
+#include "support/temp_dir.hpp"
 
 using namespace sw::test;
 using sw::proc::TableFile;
@@ -39,6 +45,30 @@ struct Fixture {
         return *v;
     }
 };
+
+// The stall fixture: its victim blocks at once, its busy workers tick every millisecond.
+struct StallFixture {
+    Child child;
+    pid_t pid = 0;
+    explicit StallFixture(std::vector<std::string> args) : child([&] {
+        args.insert(args.begin(), fixture("sw_fixture_stall"));
+        return args;
+    }()) {
+        auto line = child.read_line();
+        REQUIRE_MESSAGE(line.has_value(), "fixture did not say ready");
+        pid = static_cast<pid_t>(field(*line, "pid").value_or(0));
+        REQUIRE(pid > 0);
+    }
+};
+
+// The line of `status` text output for worker `name`: the last column.
+std::string row_of(const std::string& out, const std::string& name) {
+    std::istringstream in(out);
+    for (std::string line; std::getline(in, line);)
+        if (line.size() > name.size() && line.compare(line.size() - name.size() - 2, std::string::npos, "  " + name) == 0)
+            return line;
+    return {};
+}
 
 sw::table::Snapshot snapshot(pid_t pid) {
     auto f = TableFile::open(pid);
@@ -88,6 +118,100 @@ TEST_CASE("stallwatch status prints one line per worker") {
     CHECK(r.out.find("worker-1") != std::string::npos);
     CHECK(r.out.find("parked    ") != std::string::npos);
     CHECK(r.out.find("idle-2") != std::string::npos);
+}
+
+TEST_CASE("status flags a running worker without progress STALLED, and neither a progressing nor a parked one") {
+    StallFixture stall({"--workers", "2", "--stall-ms", "10000"});
+    auto r = run({stallwatch_binary(), "status", std::to_string(stall.pid), "--threshold", "300ms"});
+    INFO(r.out << r.err);
+    REQUIRE(r.exit_code == 0);
+    CHECK(r.err.empty());
+    CHECK(r.out.find("\n SLOT       TID  STATE           PROGRESS  SINCE PROGRESS  FLAG     NAME\n") != std::string::npos);
+    auto victim = row_of(r.out, "victim");
+    REQUIRE_FALSE(victim.empty());
+    CHECK(victim.find(" running ") != std::string::npos);
+    CHECK(victim.find(" STALLED  victim") != std::string::npos);
+    CHECK(victim.find(" >=3") != std::string::npos);  // >=300ms or a little more: a lower bound, the table keeps no time
+    for (const char* busy : {"busy-0", "busy-1"}) {
+        auto row = row_of(r.out, busy);
+        REQUIRE_FALSE(row.empty());
+        CHECK(row.find("STALLED") == std::string::npos);
+        CHECK(row.find(" <3") != std::string::npos);  // moved: less than the time across both reads, ~300ms
+    }
+    CHECK(r.out.find("\n(1 STALLED: running, with no progress between two reads of the table 3") != std::string::npos);
+
+    Fixture parked({"--running", "1", "--parked", "1"});
+    r = run({stallwatch_binary(), "status", std::to_string(parked.child.pid()), "-t", "300ms"});
+    INFO(r.out << r.err);
+    REQUIRE(r.exit_code == 0);
+    auto idle = row_of(r.out, "idle-1");
+    REQUIRE_FALSE(idle.empty());
+    CHECK(idle.find(" parked ") != std::string::npos);
+    CHECK(idle.find(" >=3") != std::string::npos);  // waiting for work all along, and that is no stall
+    CHECK(idle.find("STALLED") == std::string::npos);
+    CHECK(row_of(r.out, "worker-0").find("STALLED") == std::string::npos);
+    CHECK(r.out.find("\n(0 STALLED: ") != std::string::npos);
+}
+
+TEST_CASE("status --format json: one status_worker event per worker and a status_summary, valid against the "
+          "schema") {
+    StallFixture stall({"--workers", "1", "--stall-ms", "10000"});
+    auto r = run({stallwatch_binary(), "status", std::to_string(stall.pid), "--format", "json", "-t", "200ms"});
+    INFO(r.out << r.err);
+    REQUIRE(r.exit_code == 0);
+    CHECK(r.err.empty());
+    std::vector<nlohmann::json> events;
+    std::istringstream in(r.out);
+    for (std::string line; std::getline(in, line);) events.push_back(nlohmann::json::parse(line));
+    REQUIRE(events.size() == 3);
+    std::map<std::string, nlohmann::json> by_name;
+    for (std::size_t i = 0; i < 2; ++i) {
+        const auto& e = events[i];
+        CHECK(e["event"] == "status_worker");
+        CHECK(e["process.pid"] == stall.pid);
+        CHECK(e["service.name"] == "stall-fixture");
+        for (const char* key : {"timestamp", "thread.id", "stallwatch.worker.slot", "stallwatch.worker.state",
+                                "stallwatch.worker.progress", "stallwatch.worker.progress_moved",
+                                "stallwatch.worker.since_progress_min_ms", "stallwatch.worker.since_progress_max_ms",
+                                "stallwatch.worker.stalled", "stallwatch.thread.frozen"})
+            CHECK_MESSAGE(e.contains(key), key);
+        by_name[e["thread.name"].get<std::string>()] = e;
+    }
+    const auto& victim = by_name.at("victim");
+    CHECK(victim["stallwatch.worker.stalled"] == true);
+    CHECK(victim["stallwatch.worker.progress_moved"] == false);
+    CHECK(victim["stallwatch.worker.since_progress_min_ms"].get<double>() >= 200.0);
+    CHECK(victim["stallwatch.worker.since_progress_max_ms"].is_null());  // not known: never a guess
+    const auto& busy = by_name.at("busy-0");
+    CHECK(busy["stallwatch.worker.stalled"] == false);
+    CHECK(busy["stallwatch.worker.progress_moved"] == true);
+    CHECK(busy["stallwatch.worker.since_progress_min_ms"].get<double>() == 0.0);
+    CHECK(busy["stallwatch.worker.since_progress_max_ms"].get<double>() >= 200.0);
+    const auto& sum = events[2];
+    CHECK(sum["event"] == "status_summary");
+    CHECK(sum["stallwatch.workers.registered"] == 2);
+    CHECK(sum["stallwatch.workers.running"] == 2);
+    CHECK(sum["stallwatch.workers.parked"] == 0);
+    CHECK(sum["stallwatch.workers.stalled"] == 1);
+    CHECK(sum["stallwatch.threshold_ms"].get<double>() == 200.0);
+    CHECK(sum["stallwatch.reads_apart_ms"].get<double>() >= 200.0);
+    CHECK(sum["stallwatch.table.version"] == 1);
+
+    TempDir tmp("sw-status");
+    std::string path = tmp.file("status.jsonl");
+    std::ofstream(path) << r.out;
+    auto v = run({"/usr/bin/python3", std::string(STALLWATCH_SOURCE_DIR) + "/tests/support/validate-events.py",
+                  std::string(STALLWATCH_SOURCE_DIR) + "/docs/json-events.schema.json", path});
+    INFO(v.out << v.err);
+    CHECK(v.exit_code == 0);
+}
+
+TEST_CASE("status of a process that exits between its two reads: exit 2, not a table of stalls") {
+    StallFixture stall({"--workers", "1", "--exit-after-ms", "300"});
+    auto r = run({stallwatch_binary(), "status", std::to_string(stall.pid), "-t", "1s"});
+    CHECK(r.exit_code == 2);
+    CHECK(r.out.empty());
+    CHECK(r.err == "stallwatch: pid " + std::to_string(stall.pid) + " exited while its table was being read\n");
 }
 
 TEST_CASE("threads registering at once past capacity: exactly capacity slots, all distinct") {

@@ -328,7 +328,10 @@ TEST_CASE("every event type carries the schema version, and one index maps all t
         // process and list_summary.
         auto l = run({stallwatch_binary(), "list", "--format", "json"});
         CHECK(l.exit_code == 0);
-        all += d.out + a.out + l.out;
+        // status_worker and status_summary.
+        auto st = run({stallwatch_binary(), "status", std::to_string(stall.pid), "--format", "json"});
+        CHECK(st.exit_code == 0);
+        all += d.out + a.out + l.out + st.out;
     }
     {
         // compensation: a pool of 2 (fixtures/adapters) whose two handlers

@@ -48,5 +48,15 @@ expect --all stallwatch attach --al
 expect --cgroup stallwatch attach --all --cg
 expect root stallwatch attach --all --user ro
 expect_not --all stallwatch dump --al
+expect top stallwatch to
+expect --interval stallwatch top 1 --int
+expect 500ms stallwatch top 1 --interval ""
+expect_not 5ms stallwatch top 1 --interval ""
+expect "$$" stallwatch top "$$"
+expect --live stallwatch attach 1 --li
+expect 500ms stallwatch attach 1 --live --interval ""
+expect --threshold stallwatch status 1 --thr
+expect json stallwatch status 1 --format ""
+expect_not folded stallwatch status 1 --format ""
 echo "completion: $failures failure(s)"
 [ "$failures" -eq 0 ]

@@ -255,9 +255,9 @@ TEST_CASE("each usage error says what was wrong, in one short line") {
     says({"status", "0"}, "'0' is not a process id");
     says({"status", "99999999999999999999"}, "'99999999999999999999' is not a process id");
     // A command that does not exist is named as such.
-    auto bogus = says({"bogus"}, "'bogus' is not a command: use status, attach, dump, run or list");
+    auto bogus = says({"bogus"}, "'bogus' is not a command: use status, attach, dump, run, list or top");
     CHECK(bogus.find("subcommand") == std::string::npos);
-    says({}, "no command given: use status, attach, dump, run or list");
+    says({}, "no command given: use status, attach, dump, run, list or top");
     // A duration too long for the clock is too long, not "not a duration".
     auto huge = says({"attach", "1", "--threshold", "100000000h"}, "'100000000h' is too long");
     CHECK(huge.find("not a duration") == std::string::npos);

@@ -1,0 +1,230 @@
+// `stallwatch top PID` (and `attach PID --live`): a live view of the
+// workers on the terminal, redrawn every --interval. The table is read every
+// 10ms, as attach reads it by default, so that times and stall episodes are
+// as precise as attach's; no thread of the target is ever stopped (nothing
+// here captures: the view only reads the table and /proc).
+//
+// Three parts: LiveTable follows the target's table (the connection, its
+// identity, the view over its reads); run_top owns the terminal and the
+// loop (signals, keys, the target's exit, the redraw); the screen itself is
+// cli/top_screen.cpp.
+#include <poll.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+#include <fmt/ostream.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <optional>
+
+#include "cli/commands.hpp"
+#include "cli/signals.hpp"
+#include "cli/terminal.hpp"
+#include "cli/top_screen.hpp"
+#include "common/duration.hpp"
+#include "detect/glance.hpp"
+#include "proc/target.hpp"
+
+namespace sw::cli {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// As `attach` reads the table by default.
+constexpr std::chrono::milliseconds read_interval{10};
+// Without a table (not created yet, or left by an exec), it is looked for this often.
+constexpr std::chrono::milliseconds table_look_interval{500};
+
+class LiveTable {
+public:
+    LiveTable(proc::Target& process, const TopOptions& opt)
+        : process_(process), cfg_{opt.threshold, read_interval, opt.interval}, view_(cfg_) {}
+
+    // Opens the table. An error when there is none, or it is bad; a table
+    // still being created is waited for.
+    std::optional<Error> connect() {
+        auto t = process_.open_table();
+        if (!t) return std::move(t).error();
+        auto snap = t->read();
+        if (!snap && snap.error().code != Errc::table_not_ready) return std::move(snap).error();
+        if (snap) app_name_ = snap->header.app_name;
+        table_id_ = process_.fd_file(t->fd_number());
+        table_.emplace(std::move(*t));
+        view_ = detect::LiveView(cfg_);
+        note_.clear();
+        return std::nullopt;
+    }
+
+    // One read at `now`. An error when the table went bad.
+    std::optional<Error> read(Clock::time_point now) {
+        if (table_ && process_.fd_file(table_->fd_number()) != table_id_) {
+            if (process_.exited()) return std::nullopt;  // the loop sees the exit
+            // Our descriptor would keep the old table readable, its
+            // counters frozen: every worker would look stalled.
+            earlier_stalls_ += view_.total_stalls();
+            table_.reset();
+            view_ = detect::LiveView(cfg_);
+            note_ = fmt::format("pid {} no longer holds its table (it called exec, or closed it); looking for a new "
+                                "one",
+                                process_.pid());
+            next_look_ = now + table_look_interval;
+        }
+        if (!table_) {
+            if (now < next_look_) return std::nullopt;
+            next_look_ = now + table_look_interval;
+            if (auto e = connect(); e && e->code != Errc::no_table) return e;
+            if (!table_) return std::nullopt;
+        }
+        auto snap = table_->read();
+        if (!snap) {
+            if (snap.error().code == Errc::table_not_ready) return std::nullopt;
+            return std::move(snap).error();
+        }
+        app_name_ = snap->header.app_name;
+        view_.observe(*snap, now, [&](pid_t tid) { return process_.thread_frozen(tid); });
+        return std::nullopt;
+    }
+
+    std::uint64_t stalls() const { return earlier_stalls_ + view_.total_stalls(); }
+
+    TopScreen screen(const TopOptions& opt, Clock::time_point now, Clock::time_point started) const {
+        TopScreen s;
+        s.pid = process_.pid();
+        s.process_name = process_name_;
+        s.app_name = app_name_;
+        s.threshold = opt.threshold;
+        s.interval = opt.interval;
+        s.read_interval = read_interval;
+        s.watched = now - started;
+        if (table_) s.workers = view_.workers(now);
+        s.total_stalls = stalls();
+        s.note = note_.empty() && !table_ ? fmt::format("pid {} has no table yet; looking for one", s.pid) : note_;
+        return s;
+    }
+
+    void set_process_name(std::string name) { process_name_ = std::move(name); }
+
+private:
+    proc::Target& process_;
+    detect::LiveConfig cfg_;
+    detect::LiveView view_;
+    std::optional<proc::TableFile> table_;
+    std::optional<proc::FileId> table_id_;
+    std::string process_name_, app_name_, note_;
+    std::uint64_t earlier_stalls_ = 0;  // seen in tables the process left
+    Clock::time_point next_look_{};
+};
+
+enum class TopEnd { quit, signal, terminal_gone, target_exited, failed };
+
+}  // namespace
+
+int run_top(const TopOptions& opt, std::ostream& /*out*/, std::ostream& err) {
+    auto terminal = Terminal::open(STDIN_FILENO, STDOUT_FILENO);
+    if (!terminal) {
+        fmt::print(err, "stallwatch: top draws a live view on a terminal, and standard output is not one; for one "
+                        "snapshot use 'stallwatch status {}' (with --format json for a program)\n",
+                   opt.pid);
+        return exit_code::usage;
+    }
+    auto process = proc::open_target(opt.pid);
+    LiveTable live(*process, opt);
+    // The table first, on the normal screen, where an error stays readable.
+    if (auto e = live.connect()) {
+        fmt::print(err, "stallwatch: {}\n", e->message);
+        return exit_code_for(e->code);
+    }
+    live.set_process_name(process->name());
+
+    SignalQueue sigq({SIGINT, SIGTERM, SIGHUP, SIGWINCH, SIGTSTP});
+    UniqueFd exit_fd = process->exit_notifier();
+    const auto started = Clock::now();
+    auto next_round = started;
+    // The first frame after a few reads, so that it has moved counters to show.
+    auto next_draw = started + std::min<std::chrono::nanoseconds>(opt.interval, std::chrono::milliseconds(100));
+    TopEnd end = TopEnd::failed;
+    int end_signal = 0;
+    std::optional<Error> error;
+    terminal->enter();
+    for (;;) {
+        timespec ts = wait_for_next_round(next_round, read_interval);
+        pollfd fds[3] = {{sigq.fd(), POLLIN, 0}, {exit_fd.get(), POLLIN, 0}, {terminal->key_fd(), POLLIN, 0}};
+        int n = ::ppoll(fds, 3, &ts, nullptr);  // an fd of -1 is not polled
+        if (n < 0 && errno != EINTR) {
+            error = make_error(Errc::io, fmt::format("poll: {}", std::strerror(errno)), errno);
+            break;
+        }
+        bool redraw = false;
+        if (n > 0 && (fds[0].revents & POLLIN)) {
+            for (int sig; (sig = sigq.next()) != 0;) {
+                if (sig == SIGWINCH) {
+                    redraw = true;
+                } else if (sig == SIGTSTP) {  // Ctrl-Z: give the terminal back while stopped
+                    terminal->leave();
+                    ::kill(::getpid(), SIGSTOP);
+                    terminal->enter();
+                    redraw = true;
+                } else {
+                    end_signal = sig;
+                }
+            }
+            if (end_signal != 0) {
+                end = TopEnd::signal;
+                break;
+            }
+        }
+        if ((n > 0 && exit_fd.valid() && (fds[1].revents & POLLIN)) || (!exit_fd.valid() && process->exited())) {
+            end = TopEnd::target_exited;
+            break;
+        }
+        if (n > 0 && fds[2].fd >= 0 && (fds[2].revents & (POLLIN | POLLHUP | POLLERR))) {
+            auto keys = terminal->read_keys();
+            if (!keys) {
+                end = TopEnd::terminal_gone;
+                break;
+            }
+            if (keys->find_first_of("qQ") != std::string::npos) {
+                end = TopEnd::quit;
+                break;
+            }
+        }
+        auto now = Clock::now();
+        if ((error = live.read(now))) break;
+        if (now >= next_draw || redraw) {
+            if (now >= next_draw) next_draw = std::max(next_draw + opt.interval, now);
+            auto size = terminal->size();
+            if (!terminal->draw(render_top(live.screen(opt, now, started), size.rows, size.cols))) {
+                error = make_error(Errc::io, fmt::format("cannot write to the terminal: {}", std::strerror(errno)),
+                                   errno);
+                break;
+            }
+        }
+    }
+    terminal->leave();
+
+    // The closing line, as attach's, on the restored screen.
+    const auto stalls = live.stalls();
+    switch (end) {
+    case TopEnd::quit:
+        fmt::print(err, "stallwatch: q pressed; {} stall(s) seen, detached\n", stalls);
+        return exit_code::ok;
+    case TopEnd::signal:
+        fmt::print(err, "stallwatch: {} received; {} stall(s) seen, detached\n", strsignal(end_signal), stalls);
+        return exit_code::ok;
+    case TopEnd::terminal_gone:
+        fmt::print(err, "stallwatch: the terminal closed; {} stall(s) seen, detached\n", stalls);
+        return exit_code::ok;
+    case TopEnd::target_exited:
+        fmt::print(err, "stallwatch: pid {} exited; {} stall(s) seen\n", opt.pid, stalls);
+        return exit_code::target_exited;
+    case TopEnd::failed:
+        break;
+    }
+    fmt::print(err, "stallwatch: {}\n", error ? error->message : "failed");
+    return error ? exit_code_for(error->code) : exit_code::failure;
+}
+
+}  // namespace sw::cli

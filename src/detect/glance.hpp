@@ -1,0 +1,116 @@
+// Answers at a glance: how long since each worker's last progress, and is it
+// stalled now. Two uses, both pure (the caller reads the table, keeps the
+// time and asks the platform whether a thread is frozen):
+//
+//  - glance(): two reads of a table some time apart (`stallwatch status`);
+//  - LiveView: reads as they come, every few milliseconds, for a view that
+//    is redrawn now and then (`stallwatch top`).
+//
+// The table holds no time of its own for a worker's progress (its slots have
+// a counter, a state and an identity: docs/table-format.md, section 3.3), so
+// every time here is what the reads can bound, never a guess: a lower bound,
+// and an upper bound only where the reads give one.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <tuple>
+#include <vector>
+
+#include "detect/detector.hpp"
+#include "table/snapshot.hpp"
+
+namespace sw::detect {
+
+// When two reads were made: from the end of the first to the start of the
+// second (`between`), and from the start of the first to the end of the
+// second (`across`). A counter's value is taken at some instant inside its
+// read, so two equal values are at least `between` apart and two different
+// ones at most `across`.
+struct ReadSpan {
+    Duration between{};
+    Duration across{};
+};
+
+// Time since a worker's last progress, as of the second read: at least
+// `at_least`, and at most `at_most` when that is known.
+struct SinceProgress {
+    Duration at_least{};
+    std::optional<Duration> at_most;
+};
+
+struct WorkerGlance {
+    table::Worker worker;           // as the second read saw it
+    bool seen_at_first = false;     // the same registration was at the first read
+    bool moved = false;             // its progress moved between the two reads
+    std::optional<SinceProgress> since;  // nullopt when it registered between the reads
+    bool frozen = false;            // running, unmoved, its thread stopped by a signal or a tracer
+    // Running at both reads, progress unmoved, `between` at least the
+    // threshold, and its thread not frozen. Never a parked worker.
+    bool stalled = false;
+};
+
+// The workers of `second` (in its order), compared with `first`. `frozen` is
+// asked only about workers that would otherwise be stalled.
+std::vector<WorkerGlance> glance(const table::Snapshot& first, const table::Snapshot& second, ReadSpan span,
+                                 Duration threshold, const FrozenProbe& frozen);
+
+// ---- the live view ----
+
+struct LiveConfig {
+    Duration threshold = std::chrono::milliseconds(100);
+    Duration read_interval = std::chrono::milliseconds(10);  // how often observe() is called
+    Duration rate_window = std::chrono::seconds(1);          // progress rates are taken over this
+};
+
+struct LiveWorker {
+    table::Worker worker;  // as last read
+    // Time since the read that first saw its current progress value. When
+    // `progress_seen` (the value changed while this view watched), the last
+    // progress came at most one read interval before that read: the time is
+    // right to within `read_interval`. Otherwise the value has not changed
+    // since the view first saw the worker, and this is only a lower bound.
+    Duration since_progress{};
+    bool progress_seen = false;
+    std::optional<double> rate;  // progress per second over the last rate window; nullopt until one passed
+    std::uint64_t stalls = 0;    // stall episodes this view saw begin (by the detector's rule)
+    bool stalled = false;        // in a stall episode now
+    bool frozen = false;         // at the last read: unmoved, thread stopped by a signal or a tracer
+};
+
+class LiveView {
+public:
+    explicit LiveView(LiveConfig cfg);
+
+    // Feeds one read made at `now`.
+    void observe(const table::Snapshot& snap, Clock::time_point now, const FrozenProbe& frozen);
+
+    // The workers of the last read, as of `now`, in slot order.
+    std::vector<LiveWorker> workers(Clock::time_point now) const;
+
+    // Stall episodes seen to begin since the view started, workers gone included.
+    std::uint64_t total_stalls() const noexcept { return total_stalls_; }
+
+private:
+    using Key = std::tuple<std::uint32_t, std::uint32_t, pid_t>;  // slot, generation, tid, as the detector
+
+    struct Track {
+        table::Worker last;
+        Clock::time_point value_since{};  // the read that first saw `last.progress`
+        bool progress_seen = false;
+        Clock::time_point mark_at{};      // start of the current rate window
+        std::uint64_t mark_progress = 0;
+        std::optional<double> rate;
+        std::uint64_t stalls = 0;
+        bool stalled = false;
+        bool frozen = false;
+    };
+
+    LiveConfig cfg_;
+    Detector detector_;
+    std::map<Key, Track> tracks_;
+    std::uint64_t total_stalls_ = 0;
+};
+
+}  // namespace sw::detect

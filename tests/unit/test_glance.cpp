@@ -1,0 +1,286 @@
+// Answers at a glance: status's two reads, top's live view and its screen,
+// with hand-made snapshots and a fake clock.
+#include <doctest/doctest.h>
+
+#include <set>
+#include <string>
+
+#include "cli/options.hpp"
+#include "cli/top_screen.hpp"
+#include "common/duration.hpp"
+#include "detect/glance.hpp"
+
+using namespace std::chrono_literals;
+using sw::detect::Clock;
+using sw::table::Snapshot;
+using sw::table::Worker;
+using sw::table::WorkerState;
+
+namespace {
+
+Worker worker(std::uint32_t slot, pid_t tid, std::uint64_t progress, WorkerState state = WorkerState::running,
+              std::string name = "w") {
+    Worker w;
+    w.slot = slot;
+    w.generation = 1;
+    w.tid = tid;
+    w.progress = progress;
+    w.state = state;
+    w.name = std::move(name);
+    return w;
+}
+
+Snapshot snap(std::vector<Worker> workers) {
+    Snapshot s;
+    s.workers = std::move(workers);
+    return s;
+}
+
+const sw::detect::FrozenProbe none = [](pid_t) { return false; };
+
+}  // namespace
+
+TEST_CASE("status: two reads bound the time since progress, and flag only running workers that did not move") {
+    auto first = snap({worker(0, 10, 5), worker(1, 11, 7), worker(2, 12, 3, WorkerState::parked),
+                       worker(3, 13, 9), worker(4, 14, 1, WorkerState::parked)});
+    auto second = snap({worker(0, 10, 9), worker(1, 11, 7), worker(2, 12, 3, WorkerState::parked),
+                        worker(3, 13, 9, WorkerState::parked), worker(4, 14, 2),  // unparked: progress + 1
+                        worker(5, 15, 0)});
+    sw::detect::ReadSpan span{100ms, 104ms};
+    auto g = sw::detect::glance(first, second, span, 100ms, none);
+    REQUIRE(g.size() == 6);
+    // Moved: at most the span of both reads ago.
+    CHECK(g[0].moved);
+    CHECK(g[0].since->at_least == 0ms);
+    CHECK(g[0].since->at_most == 104ms);
+    CHECK_FALSE(g[0].stalled);
+    // Running at both reads, unmoved: at least the time between them, STALLED.
+    CHECK_FALSE(g[1].moved);
+    CHECK(g[1].since->at_least == 100ms);
+    CHECK_FALSE(g[1].since->at_most.has_value());
+    CHECK(g[1].stalled);
+    // Parked: never stalled, however long.
+    CHECK_FALSE(g[2].stalled);
+    CHECK(g[2].since->at_least == 100ms);
+    // Parked at the second read: not stalled.
+    CHECK_FALSE(g[3].stalled);
+    // Unparked between the reads (progress moved): not stalled.
+    CHECK(g[4].moved);
+    CHECK_FALSE(g[4].stalled);
+    // Registered between the reads: nothing known.
+    CHECK_FALSE(g[5].seen_at_first);
+    CHECK_FALSE(g[5].since.has_value());
+    CHECK_FALSE(g[5].stalled);
+}
+
+TEST_CASE("status: a thread stopped by a signal or a debugger is not STALLED, and reads closer than the "
+          "threshold flag nobody") {
+    auto first = snap({worker(0, 10, 5), worker(1, 11, 5)});
+    auto frozen = [](pid_t tid) { return tid == 11; };
+    auto g = sw::detect::glance(first, first, {150ms, 151ms}, 100ms, frozen);
+    CHECK(g[0].stalled);
+    CHECK_FALSE(g[1].stalled);
+    CHECK(g[1].frozen);
+    auto early = sw::detect::glance(first, first, {50ms, 51ms}, 100ms, none);
+    CHECK_FALSE(early[0].stalled);
+    // A slot reused by another registration is a new worker.
+    auto reused = snap({worker(0, 99, 5)});
+    auto r = sw::detect::glance(first, reused, {150ms, 151ms}, 100ms, none);
+    CHECK_FALSE(r[0].seen_at_first);
+    CHECK_FALSE(r[0].stalled);
+}
+
+TEST_CASE("top: the live view's times, rates and stall episodes") {
+    sw::detect::LiveConfig cfg;
+    cfg.threshold = 100ms;
+    cfg.read_interval = 10ms;
+    cfg.rate_window = 1s;
+    sw::detect::LiveView view(cfg);
+    Clock::time_point now{};
+    std::uint64_t busy = 0;
+    std::uint64_t stuck = 0;
+    std::set<pid_t> frozen_tids;
+    auto probe = [&](pid_t tid) { return frozen_tids.count(tid) > 0; };
+    auto read = [&](WorkerState stuck_state = WorkerState::running) {
+        return snap({worker(0, 10, busy), worker(1, 11, stuck, stuck_state), worker(2, 12, 0, WorkerState::parked)});
+    };
+    auto run_for = [&](sw::detect::Duration d, bool stuck_moves, WorkerState st = WorkerState::running) {
+        for (auto t = 0ms; t < d; t += 10ms) {
+            now += 10ms;
+            busy += 5;
+            if (stuck_moves) ++stuck;
+            view.observe(read(st), now, probe);
+        }
+    };
+    view.observe(read(), now, probe);
+    auto w = view.workers(now);
+    REQUIRE(w.size() == 3);
+    CHECK_FALSE(w[0].rate.has_value());  // no window has passed
+    CHECK_FALSE(w[0].progress_seen);
+
+    run_for(1s, true);
+    w = view.workers(now);
+    REQUIRE(w[0].rate.has_value());
+    CHECK(*w[0].rate == doctest::Approx(500.0));
+    CHECK(w[0].progress_seen);
+    CHECK(w[0].since_progress == 0ms);
+    CHECK(w[2].since_progress == 1s);  // parked all along: only a lower bound
+    CHECK_FALSE(w[2].progress_seen);
+    CHECK(view.total_stalls() == 0);
+
+    // Worker 1 stops: STALLED past the threshold, one episode.
+    run_for(300ms, false);
+    w = view.workers(now);
+    CHECK(w[1].stalled);
+    CHECK(w[1].stalls == 1);
+    CHECK(w[1].since_progress == 300ms);
+    CHECK_FALSE(w[0].stalled);
+    CHECK_FALSE(w[2].stalled);  // parked: never
+    // It moves again, then stops again: a second episode.
+    run_for(50ms, true);
+    CHECK_FALSE(view.workers(now)[1].stalled);
+    run_for(200ms, false);
+    w = view.workers(now);
+    CHECK(w[1].stalled);
+    CHECK(w[1].stalls == 2);
+    CHECK(view.total_stalls() == 2);
+    // Parked: the episode ends, and no new one begins.
+    run_for(500ms, false, WorkerState::parked);
+    w = view.workers(now);
+    CHECK_FALSE(w[1].stalled);
+    CHECK(w[1].stalls == 2);
+    // Frozen by someone else: shown as stopped, not STALLED, not counted.
+    frozen_tids.insert(11);
+    run_for(500ms, false);
+    w = view.workers(now);
+    CHECK_FALSE(w[1].stalled);
+    CHECK(w[1].frozen);
+    CHECK(view.total_stalls() == 2);
+}
+
+TEST_CASE("top: the screen lists stalled workers first, fits the terminal and says how many are hidden") {
+    sw::cli::TopScreen s;
+    s.pid = 4321;
+    s.process_name = "shop";
+    s.app_name = "shop";
+    s.threshold = 100ms;
+    s.interval = 1s;
+    s.read_interval = 10ms;
+    s.watched = 12s;
+    s.total_stalls = 3;
+    for (std::uint32_t i = 0; i < 30; ++i) {
+        sw::detect::LiveWorker w;
+        w.worker = worker(i, static_cast<pid_t>(100 + i), 1000 + i, i >= 25 ? WorkerState::parked : WorkerState::running,
+                          "io-worker-" + std::to_string(i));
+        w.rate = 812.0;
+        w.progress_seen = true;
+        s.workers.push_back(w);
+    }
+    s.workers[17].stalled = true;
+    s.workers[17].stalls = 2;
+    s.workers[17].since_progress = 2310ms;
+    s.workers[17].rate = 0.0;
+    s.workers[3].progress_seen = false;
+    s.workers[3].since_progress = 12s;
+
+    auto lines = sw::cli::render_top(s, 40, 120);
+    REQUIRE(lines.size() == 34);  // 4 lines of header, all 30 workers, no footer
+    CHECK(lines[0].find("pid 4321 (shop)") != std::string::npos);
+    CHECK(lines[1].find("30 worker(s): 25 running, 5 parked, 1 STALLED; 3 stall(s) seen") != std::string::npos);
+    CHECK(lines[3].find("SINCE PROGRESS") != std::string::npos);
+    CHECK(lines[4].find("STALLED") != std::string::npos);
+    CHECK(lines[4].find("io-worker-17") != std::string::npos);
+    CHECK(lines[4].find("2.31s") != std::string::npos);
+    CHECK(lines[5].find(">=12s") != std::string::npos);  // then the longest without progress
+    CHECK(lines[5].find("io-worker-3") != std::string::npos);
+    CHECK(lines[6].find("<10ms") != std::string::npos);
+    CHECK(lines[6].find("io-worker-0") != std::string::npos);
+    CHECK(lines.back().find("parked") != std::string::npos);  // parked last
+
+    // Fewer rows than workers: the first ones, and a line for the others.
+    lines = sw::cli::render_top(s, 12, 120);
+    REQUIRE(lines.size() == 12);
+    CHECK(lines[4].find("io-worker-17") != std::string::npos);
+    CHECK(lines.back().find("+ 23 more worker(s) not shown") != std::string::npos);
+    // Narrow: every line cut to the width.
+    lines = sw::cli::render_top(s, 12, 40);
+    for (const auto& l : lines) CHECK(l.size() <= 40);
+    // Tiny: never more lines than rows.
+    CHECK(sw::cli::render_top(s, 2, 80).size() == 2);
+    CHECK(sw::cli::fit_width("ab\xc3\xa9" "cd", 3) == "ab\xc3\xa9");
+}
+
+TEST_CASE("bounds are printed so that they stay bounds") {
+    CHECK(sw::format_duration_down(1006ms) == "1.00s");
+    CHECK(sw::format_duration_up(1006ms) == "1.01s");
+    CHECK(sw::format_duration_down(100ms + 900us) == "100ms");
+    CHECK(sw::format_duration_up(100ms + 100us) == "101ms");
+    CHECK(sw::format_duration_up(999ms + 500us) == "1.00s");
+    CHECK(sw::format_duration_up(100ms) == "100ms");
+}
+
+TEST_CASE("status and top options, and attach --live is top") {
+    auto parse = [](std::vector<std::string> args) {
+        args.insert(args.begin(), "stallwatch");
+        return sw::cli::parse_command_line(args);
+    };
+    auto opt = [&](std::vector<std::string> args) {
+        auto r = parse(std::move(args));
+        auto* o = std::get_if<sw::cli::Options>(&r);
+        REQUIRE_MESSAGE(o, (o ? "" : std::get<sw::cli::EarlyExit>(r).err));
+        return o->command;
+    };
+    auto st = std::get<sw::cli::StatusOptions>(opt({"status", "7"}));
+    CHECK(st.threshold == 100ms);
+    CHECK(st.format == sw::report::Format::text);
+    st = std::get<sw::cli::StatusOptions>(opt({"status", "7", "-t", "1s", "--format", "json"}));
+    CHECK(st.threshold == 1s);
+    CHECK(st.format == sw::report::Format::json);
+    auto top = std::get<sw::cli::TopOptions>(opt({"top", "7"}));
+    CHECK(top.pid == 7);
+    CHECK(top.interval == 1s);
+    CHECK(top.threshold == 100ms);
+    top = std::get<sw::cli::TopOptions>(opt({"attach", "7", "--live", "-t", "250ms"}));
+    CHECK(top.pid == 7);
+    CHECK(top.threshold == 250ms);
+    CHECK(top.interval == 1s);  // not attach's 10ms read interval
+    top = std::get<sw::cli::TopOptions>(opt({"attach", "7", "--live", "--interval", "500ms"}));
+    CHECK(top.interval == 500ms);
+
+    auto refused = [&](std::vector<std::string> args, const std::string& what) {
+        auto r = parse(args);
+        auto* e = std::get_if<sw::cli::EarlyExit>(&r);
+        REQUIRE(e);
+        INFO(e->err);
+        CHECK(e->code == 64);
+        CHECK(e->err.find(what) != std::string::npos);
+    };
+    refused({"status", "7", "-t", "0"}, "must be more than zero");
+    refused({"status", "7", "-f", "folded"}, "folded");
+    refused({"top", "7", "-i", "10ms"}, "'10ms' is too short: the interval is at least 100ms");
+    refused({"attach", "7", "--live", "--once"}, "not --once");
+    refused({"attach", "--all", "--live"}, "not --all");
+    refused({"attach", "7", "--live", "--format", "json"}, "not --format");
+    refused({"attach", "7", "--live", "-t", "0"}, "more than zero");
+    refused({"attach", "7", "--live", "-i", "10ms"}, "too short");
+}
+
+TEST_CASE("each command's help gives the units of its durations and examples") {
+    for (const char* cmd : {"status", "attach", "dump", "run", "list", "top"}) {
+        std::vector<std::string> args = {"stallwatch", cmd, "--help"};
+        auto r = sw::cli::parse_command_line(args);
+        auto* e = std::get_if<sw::cli::EarlyExit>(&r);
+        REQUIRE(e);
+        INFO(cmd << ":\n" << e->out);
+        CHECK(e->code == 0);
+        CHECK(e->out.find("Examples:\n  stallwatch " + std::string(cmd == std::string("top") ? "top" : cmd)) !=
+              std::string::npos);
+        CHECK(e->out.find("Exit status:") != std::string::npos);
+        bool durations = e->out.find("--threshold") != std::string::npos;
+        CHECK(durations == (std::string(cmd) != "dump"));
+        if (durations) {
+            CHECK(e->out.find("DURATION: a number and a unit: ns, us, ms, s, m (or min), h") != std::string::npos);
+            CHECK(e->out.find("--threshold DURATION") != std::string::npos);
+        }
+    }
+}
