@@ -20,6 +20,9 @@
 #include <signal.h>
 #include <spawn.h>
 #include <sys/prctl.h>
+#include <sys/ptrace.h>
+#include <sys/uio.h>
+#include <sys/user.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -504,6 +507,37 @@ private:
 
 // ---- the measurements --------------------------------------------------------------
 
+// The kernel's floor for one stop, the least any tool can do: PTRACE_SEIZE,
+// PTRACE_INTERRUPT, a blocking wait for the stop, PTRACE_GETREGS, one
+// process_vm_readv of `stack_bytes` below the stack pointer's red zone,
+// PTRACE_DETACH; nothing else. `frozen_us` is measured as stallwatch's window
+// is (the stop seen to the detach), `seize_to_detach_us` from the seize.
+struct FloorSample {
+    double frozen_us = 0, seize_to_detach_us = 0;
+};
+
+std::optional<FloorSample> floor_capture(pid_t pid, pid_t tid, std::size_t stack_bytes, std::vector<std::byte>& buf) {
+    if (buf.size() < stack_bytes) buf.assign(stack_bytes, std::byte{0});
+    const auto seized = Clock::now();
+    if (::ptrace(PTRACE_SEIZE, tid, nullptr, nullptr) != 0) return std::nullopt;
+    if (::ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr) != 0) {
+        die(fmt::format("floor: PTRACE_INTERRUPT of {}: {}", tid, std::strerror(errno)));
+    }
+    int status = 0;
+    while (::waitpid(tid, &status, __WALL) != tid) {
+        if (errno != EINTR) die(fmt::format("floor: waitpid {}: {}", tid, std::strerror(errno)));
+    }
+    const auto stopped = Clock::now();
+    user_regs_struct regs{};
+    ::ptrace(PTRACE_GETREGS, tid, nullptr, &regs);
+    iovec local{buf.data(), stack_bytes};
+    iovec remote{reinterpret_cast<void*>(regs.rsp - 128), stack_bytes};
+    (void)::process_vm_readv(pid, &local, 1, &remote, 1, 0);
+    ::ptrace(PTRACE_DETACH, tid, nullptr, nullptr);
+    const auto detached = Clock::now();
+    return FloorSample{us(detached - stopped), us(detached - seized)};
+}
+
 struct CaptureSeries {
     std::vector<double> stop_us;
     std::size_t min_frames = SIZE_MAX, max_frames = 0;
@@ -826,6 +860,31 @@ int main(int argc, char** argv) {
     fmt::print("  frames per capture {}..{}; unwind after detach {}\n", warm.min_frames, warm.max_frames,
                describe(stats_of(warm.unwind_us), "us"));
 
+    // ---- 1b. the floor, interleaved with stallwatch's own capture ----
+    // Alternate rounds on the same victim, 1 ms apart: a capture_thread
+    // (its window: the stop seen to the detach), then the floor loop on as
+    // many stack bytes as that capture copied.
+    std::vector<double> ours_us, floor_us, floor_seize_us, wait_us;
+    std::vector<std::byte> floor_buf;
+    for (int i = 0; i < n_warm; ++i) {
+        auto cap = p10.capture();
+        if (!cap) continue;
+        ours_us.push_back(us(cap->stopped));
+        wait_us.push_back(us(cap->stop_wait));
+        sleep_for_us(1000);
+        if (auto f = floor_capture(p10.pid(), p10.tid(), cap->stack.bytes.size(), floor_buf)) {
+            floor_us.push_back(f->frozen_us);
+            floor_seize_us.push_back(f->seize_to_detach_us);
+        }
+        sleep_for_us(1000);
+    }
+    auto ours_s = stats_of(ours_us), floor_s = stats_of(floor_us), floor_seize_s = stats_of(floor_seize_us);
+    fmt::print("\n[stop window vs the floor, interleaved, depth 10]\n  stallwatch (stop seen -> detach) {}\n"
+               "  floor      (stop seen -> detach) {}\n  floor      (seize -> detach)     {}\n"
+               "  stallwatch's wait for the stop (interrupt -> stop seen) {}\n",
+               describe(ours_s, "us"), describe(floor_s, "us"), describe(floor_seize_s, "us"),
+               describe(stats_of(wait_us), "us"));
+
     // ---- 2. the same with the other threads watched ----
     StopWatcher watcher(p10.pid(), p10.tid());
     watcher.start();
@@ -1002,6 +1061,14 @@ int main(int argc, char** argv) {
     Figure others_stopped = watcher_sees_stops && ws.scans > 0 ? Figure{ws.others_longest_upper_us} : std::nullopt;
     Figure others_traced =
         watcher_sees_stops && ws.scans > 0 ? Figure{static_cast<double>(ws.others_traced_samples)} : std::nullopt;
+    Figure vs_floor = ours_s.n > 0 && floor_s.n > 0 && floor_s.median > 0
+                          ? Figure{ours_s.median / floor_s.median}
+                          : std::nullopt;
+    Figure cold_vs_warm =
+        cold_s.n > 0 && warm_s.n > 0 && warm_s.median > 0 ? Figure{cold_s.median / warm_s.median} : std::nullopt;
+    check("stop window / floor, medians (ratio)", vs_floor, "x", 1.3);
+    check("stop cold / warm, medians (ratio)", cold_vs_warm, "x", 1.2);
+    check("stop p99, depth 10, goal (us)", figure(warm_s, &Stats::p99), "us", 200);
     check("stop median, depth 10 (us)", figure(warm_s, &Stats::median), "us", 50);
     check("stop p99, depth 10 (us)", figure(warm_s, &Stats::p99), "us", 500);
     check("stop median, depth 200 (us)", figure(deep_s, &Stats::median), "us", 50);
@@ -1030,8 +1097,15 @@ int main(int argc, char** argv) {
     print_figure("stop_cold_max_us (not in the block below)", figure(cold_s, &Stats::max), 1);
     fmt::print("load average at the end: {}\n\n", loadavg());
 
+    print_figure("stop_floor_median_us", figure(floor_s, &Stats::median), 1);
+    print_figure("stop_floor_seize_to_detach_median_us", figure(floor_seize_s, &Stats::median), 1);
     print_figure("stop_median_us", figure(warm_s, &Stats::median), 1);
+    print_figure("stop_interleaved_median_us", figure(ours_s, &Stats::median), 1);
+    print_figure("stop_cold_median_us", figure(cold_s, &Stats::median), 1);
     print_figure("stop_p99_us", figure(warm_s, &Stats::p99), 1);
+    print_figure("stop_vs_floor", vs_floor, 2);
+    print_figure("stop_cold_vs_warm", cold_vs_warm, 2);
+    print_figure("stop_wait_median_us", figure(stats_of(wait_us), &Stats::median), 1);
     print_figure("stop_depth200_median_us", figure(deep_s, &Stats::median), 1);
     print_figure("stop_cold_us", figure(cold_s, &Stats::median), 1);
     print_figure("others_stopped_us", others_stopped, 1);

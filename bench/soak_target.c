@@ -1,7 +1,9 @@
 /*
  * Soak target: a worker ("victim") that stalls for --stall-ms every
  * --period-ms (300 ms of every second by default), beside --workers busy
- * workers (3) that tick every --tick-ms (1). Prints "begin N" and "end N"
+ * workers (3) that tick every --tick-ms (1); with --park-ms N they park for
+ * N ms instead, then unpark and tick (workers waiting for work, as a pool
+ * that is mostly idle: bench/monitor_cost.sh). Prints "begin N" and "end N"
  * (flushed) around each stall, so that a watcher knows how many stalls
  * really happened. --no-victim leaves the victim out: only busy workers,
  * for measuring what watching costs (bench/agent_cost.sh). Ends when stdin
@@ -18,7 +20,7 @@
 
 #include "stallwatch/stallwatch.h"
 
-static long g_stall_ms = 300, g_period_ms = 1000, g_tick_ms = 1;
+static long g_stall_ms = 300, g_period_ms = 1000, g_tick_ms = 1, g_park_ms = 0;
 
 static void sleep_ms(long ms)
 {
@@ -37,6 +39,13 @@ static void *busy(void *arg)
 {
     stallwatch_worker *w = stallwatch_register(arg);
     for (;;) {
+        if (g_park_ms > 0) {
+            stallwatch_park(w);
+            sleep_ms(g_park_ms);
+            stallwatch_unpark(w);
+            stallwatch_tick(w);
+            continue;
+        }
         stallwatch_tick(w);
         sleep_ms(g_tick_ms);
     }
@@ -70,6 +79,7 @@ int main(int argc, char **argv)
         if (!strcmp(argv[i], "--stall-ms")) g_stall_ms = atol(v), ++i;
         else if (!strcmp(argv[i], "--period-ms")) g_period_ms = atol(v), ++i;
         else if (!strcmp(argv[i], "--tick-ms")) g_tick_ms = atol(v), ++i;
+        else if (!strcmp(argv[i], "--park-ms")) g_park_ms = atol(v), ++i;
         else if (!strcmp(argv[i], "--workers")) workers = atoi(v), ++i;
         else if (!strcmp(argv[i], "--no-victim")) victim_too = 0;
     }

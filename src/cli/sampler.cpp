@@ -80,6 +80,7 @@ std::optional<report::StallReport> Sampler::sample(const detect::Event& event,
     }
     if (got->dropped) return std::nullopt;
     r.stop_window = got->capture.stopped;
+    r.stop_wait = got->capture.stop_wait;
 
     // The thread runs again: everything from here costs it nothing. Files
     // are opened with the target's rights, not ours.

@@ -23,7 +23,7 @@ using Clock = std::chrono::steady_clock;
 // The budget of stalls that join an incident without a token of the rate
 // limit: each still costs a stop of its thread (and of a lock's holder) and
 // a JSON event, so it is bounded too, more loosely than first reports.
-constexpr double joined_burst = 256, joined_per_second = 16;
+constexpr double joined_burst = 64, joined_per_second = 4;
 
 detect::Config detector_config(const WatchTiming& timing) {
     detect::Config cfg;

@@ -46,7 +46,12 @@ struct ThreadCapture {
     pid_t tid = 0;
     Registers regs;
     StackCopy stack;
-    std::chrono::nanoseconds stopped{};  // from PTRACE_INTERRUPT to the detach (an upper bound)
+    // How long the thread was frozen: from the moment the stop was seen to
+    // the detach. And before it, how long the stop took to come after
+    // PTRACE_INTERRUPT: the thread runs (or waits for a CPU) meanwhile, and
+    // on a busy machine that can take milliseconds (docs/capture.md).
+    std::chrono::nanoseconds stopped{};
+    std::chrono::nanoseconds stop_wait{};
     // Stopped in a futex wait: the bytes at the futex address, read while it
     // was stopped (a lock's state must be the one it waited on, not a later
     // one: report/locks.hpp). `lock_read` counts the bytes read, 0 when none.

@@ -360,6 +360,7 @@ Result<CaptureOutcome> capture_thread(pid_t pid, pid_t tid, const std::vector<Ma
                           fmt::format("ptrace(INTERRUPT) of thread {}: {}", tid, std::strerror(e)), e);
     }
     if (auto st = guard.wait_stop(t0 + opt.stop_timeout); !st) return std::move(st).error();
+    const auto stop_seen = Clock::now();
 
     // ---- the window: only what must happen while the thread is frozen ----
     CaptureOutcome out;
@@ -380,7 +381,9 @@ Result<CaptureOutcome> capture_thread(pid_t pid, pid_t tid, const std::vector<Ma
     out.capture.forwarded_signal = guard.forwarded_signal();
     guard.release();
     // ---- end of the window ----
-    out.capture.stopped = Clock::now() - t0;
+    const auto detached = Clock::now();
+    out.capture.stopped = detached - stop_seen;
+    out.capture.stop_wait = stop_seen - t0;
     out.capture.stack.base = base;
     out.capture.stack.bytes.assign(buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(got));
     return out;

@@ -247,6 +247,7 @@ json stack_json(const StallReport& r, const StackFacts& facts, std::size_t dropp
     j["stallwatch.capture_error"] = str_or_null(r.capture_error);
     if (!r.not_stopped.empty()) j["stallwatch.not_stopped"] = r.not_stopped;
     j["stallwatch.stop_window_us"] = static_cast<double>(r.stop_window.count()) / 1e3;
+    j["stallwatch.stop_wait_us"] = static_cast<double>(r.stop_wait.count()) / 1e3;
     j["stallwatch.stack.fingerprint"] = str_or_null(facts.fingerprint);
     // What it waits on (absent when it is not in a futex wait), its
     // holders and whether the chain is a deadlock: all under one object, so

@@ -48,7 +48,8 @@ struct StallReport {
     proc::ThreadState thread;     // read just before the stop
     std::vector<symbolize::Frame> frames;
     std::string stopped_early;    // why the stack ends early, "" if complete
-    std::chrono::nanoseconds stop_window{};  // how long the thread was stopped
+    std::chrono::nanoseconds stop_window{};  // how long the thread was frozen (stop seen to detach)
+    std::chrono::nanoseconds stop_wait{};    // before it: PTRACE_INTERRUPT to the stop
     std::string capture_error;    // set when no stack could be taken
     bool thread_exited = false;   // ... because the thread is gone
     bool capture_denied = false;  // ... because we may not inspect it (Errc::permission_denied)

@@ -208,7 +208,12 @@ public:
             out_.flush();
             return;
         }
-        fmt::print(out_, "  thread: {}; stopped {} to sample\n", kernel, format_duration(r.stop_window));
+        // The frozen time; a stop that was slow to come (the thread waited
+        // for a CPU to enter it, running meanwhile) is said apart.
+        std::string wait;
+        if (r.stop_wait >= std::chrono::milliseconds(1))
+            wait = fmt::format(" (the stop came {} after it was asked for)", format_duration(r.stop_wait));
+        fmt::print(out_, "  thread: {}; stopped {} to sample{}\n", kernel, format_duration(r.stop_window), wait);
         stack_lines(out_, r.frames, r.target.executable, opt_.full, p_, "");
         if (!r.stopped_early.empty()) fmt::print(out_, "  ... {}\n", r.stopped_early);
         if (first_application_frame(r)) fmt::print(out_, "  > first frame in the application\n");

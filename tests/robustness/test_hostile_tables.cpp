@@ -259,9 +259,11 @@ TEST_CASE("the largest table the format allows, and capacities beyond it") {
         sw.signal(SIGTERM);
         REQUIRE(sw.wait(10s).has_value());
         CHECK(sw.exit_code() == 0);
-        // A burst of 20 reports, then one a second: not 4096.
+        // A burst of 20 reports, then one a second; and, as they all stall
+        // at one stack (one incident), up to 64 more workers at once, then
+        // 4 a second (the joined budget, docs/locks.md): not 4096.
         INFO(stalls() << " reports in " << secs << " s");
-        CHECK(stalls() <= 20 + static_cast<std::size_t>(secs) + 2);
+        CHECK(stalls() <= 20 + 64 + static_cast<std::size_t>(secs * 5) + 2);
         CHECK(w.child.finish(5s) == std::optional<int>(0));
     }
     SUBCASE("2048 slots naming one thread: dump shows it once, parked as its first slot says, unstopped") {
