@@ -1,6 +1,7 @@
 // Fuzzes the reader's two-read protocol: two images of one table, parsed
-// (src/table/parse.hpp) and confirmed against each other, as
-// proc::TableFile::read does with the two images it preads.
+// (src/table/parse.hpp) and confirmed against each other; and
+// confirm_images, which proc::TableFile::read uses to confirm without a
+// second parse, checked to keep exactly what confirm keeps.
 //
 // Input: an 8-byte little-endian file size, a 4-byte little-endian length
 // of the first image, the first image, then the second image (the rest).
@@ -48,5 +49,20 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         SW_FUZZ_CHECK(got.progress == w.progress);
     }
     SW_FUZZ_CHECK(k == c.workers.size());
+
+    // confirm_images, which the reader uses instead of a second parse, keeps
+    // exactly the same workers, and groups only when confirm does.
+    auto d = table::confirm_images(*a, first_image, second_image, file_size);
+    SW_FUZZ_CHECK(d.ok());
+    SW_FUZZ_CHECK(d->workers.size() == c.workers.size());
+    for (std::size_t i = 0; i < c.workers.size() && i < d->workers.size(); ++i) {
+        SW_FUZZ_CHECK(d->workers[i].same_identity(c.workers[i]));
+        SW_FUZZ_CHECK(d->workers[i].state == c.workers[i].state);
+        SW_FUZZ_CHECK(d->workers[i].progress == c.workers[i].progress);
+    }
+    if (d->groups_consistent) {
+        SW_FUZZ_CHECK(c.groups_consistent);
+        SW_FUZZ_CHECK(d->groups == c.groups);
+    }
     return 0;
 }

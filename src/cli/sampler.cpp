@@ -1,6 +1,7 @@
 #include "cli/sampler.hpp"
 
 #include <sys/syscall.h>
+#include <time.h>
 
 #include <fmt/format.h>
 
@@ -94,8 +95,7 @@ std::optional<report::StallReport> Sampler::sample(const detect::Event& event,
 }
 
 void Sampler::begin_round(const std::vector<table::Worker>& workers) {
-    workers_.clear();
-    for (const auto& w : workers) workers_[w.tid] = w;
+    workers_ = workers;
     holders_.clear();
 }
 
@@ -162,9 +162,10 @@ report::LockHolder Sampler::holder(pid_t tid, const std::vector<proc::Mapping>& 
     report::LockHolder h;
     h.tid = tid;
     h.ns_tid = process_.tid_in_namespace(tid);
-    const auto worker = workers_.find(tid);
+    const auto worker =
+        std::find_if(workers_.begin(), workers_.end(), [tid](const table::Worker& w) { return w.tid == tid; });
     if (worker != workers_.end()) {
-        h.name = worker->second.name;
+        h.name = worker->name;
         h.registered = true;
     } else {
         h.name = process_.thread_name(tid);
@@ -172,7 +173,7 @@ report::LockHolder Sampler::holder(pid_t tid, const std::vector<proc::Mapping>& 
     auto state = process_.thread_state(tid);
     if (!opt_.holder_stacks) {
         h.capture_error = "not stopped (--no-holder-stacks)";
-    } else if (worker != workers_.end() && worker->second.state == table::WorkerState::parked) {
+    } else if (worker != workers_.end() && worker->state == table::WorkerState::parked) {
         h.capture_error = "not stopped: it is a parked worker (waiting for work)";
     } else if (auto why = holder_not_stopped(process_, state); !why.empty()) {
         h.capture_error = why;
@@ -199,7 +200,15 @@ report::LockHolder Sampler::holder(pid_t tid, const std::vector<proc::Mapping>& 
 // a chain that moved on while it was followed does not.
 bool Sampler::cycle_holds(const report::Deadlock& d) {
     for (const auto& link : d.cycle) {
+        // A thread let go a moment ago (its own capture) runs again before it
+        // is back in its futex wait: /proc says "running" meanwhile. Give it
+        // up to 100 ms to get back there; any other call says it moved on.
         auto st = process_.thread_state(link.tid);
+        for (int tries = 0; st.syscall_nr < 0 && tries < 100; ++tries) {
+            timespec ms{0, 1'000'000};
+            ::nanosleep(&ms, nullptr);
+            st = process_.thread_state(link.tid);
+        }
         if (st.syscall_nr != SYS_futex || st.syscall_arg0 != link.waits.address.value()) return false;
         std::int32_t owner = 0;
         if (!process_.memory().read_value(link.waits.address + 8, owner) || owner != link.waits.owner_in_memory)

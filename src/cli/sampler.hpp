@@ -50,6 +50,7 @@ public:
     // The workers of the table as last read: a lock's holder is named by
     // its worker name when it has one. Also starts a new round: a holder
     // captured for one stalled thread serves the others of the round.
+    // Called only in rounds that sample (it copies the workers).
     void begin_round(const std::vector<table::Worker>& workers);
 
     // Said once each, since the last call: modules whose frames show no
@@ -73,7 +74,7 @@ private:
     // (waiting in do_syscall_64), which says nothing.
     std::map<pid_t, proc::ThreadState> last_syscall_;
     symbolize::Symbolizer symbolizer_;
-    std::map<pid_t, table::Worker> workers_;  // the table's workers by tid, as last read
+    std::vector<table::Worker> workers_;  // the table's workers, as read for this round
     std::map<pid_t, report::LockHolder> holders_;  // captured this round
 };
 

@@ -202,7 +202,10 @@ std::optional<WatchResult> Watcher::round() {
         })) {
         if (left_table() || !table_) return std::nullopt;
     }
-    if (sampler_) sampler_->begin_round(snap->workers);
+    if (sampler_ && std::any_of(events.begin(), events.end(), [](const detect::Event& e) {
+            return e.kind == detect::EventKind::stall || e.kind == detect::EventKind::stall_update;
+        }))
+        sampler_->begin_round(snap->workers);
     for (std::size_t i = 0; i < events.size(); ++i) {
         const auto& e = events[i];
         if (e.kind == detect::EventKind::recovered || e.kind == detect::EventKind::ended) {

@@ -58,20 +58,27 @@ std::vector<Event> Detector::observe(const table::Snapshot& snap, Clock::time_po
     last_now_ = now;
 
     // First the tracks, and which reports are due; then the tokens, so that
-    // who gets one does not depend on the order of the slots.
+    // who gets one does not depend on the order of the slots. One track per
+    // slot, kept from read to read: no allocation in a read where nothing
+    // is due (a monitor reads a 1,024-worker table a hundred times a second).
+    ++round_;
+    if (!snap.workers.empty() && tracks_.size() <= snap.workers.back().slot)
+        tracks_.resize(static_cast<std::size_t>(snap.workers.back().slot) + 1);
     std::vector<Track*> firsts, updates;
-    std::map<Key, Track> next;
+    std::vector<Track> gone;  // registrations whose slot changed hands, in slot order
     for (const auto& w : snap.workers) {
-        Key key{w.slot, w.generation, w.tid};
-        auto it = tracks_.find(key);
-        if (it == tracks_.end()) {  // new registration, reused slot or new tid: start afresh
-            Track t;
+        if (w.slot >= tracks_.size()) continue;  // not in slot order: never from the parser
+        Track& t = tracks_[w.slot];
+        if (!t.used || t.last.generation != w.generation || t.last.tid != w.tid) {
+            // New registration, reused slot or new tid: start afresh.
+            if (t.used && t.episode) gone.push_back(std::move(t));
+            t = Track{};
+            t.used = true;
+            t.seen = round_;
             t.last = w;
-            next.emplace(key, std::move(t));
             continue;
         }
-        Track t = std::move(it->second);
-        tracks_.erase(it);
+        t.seen = round_;
         bool moved = w.progress != t.last.progress;
         bool parked = w.state == table::WorkerState::parked;
         t.last = w;
@@ -90,13 +97,17 @@ std::vector<Event> Detector::observe(const table::Snapshot& snap, Clock::time_po
             }
             due = t.episode && t.stalled >= t.due;
         }
-        auto& placed = next.emplace(key, std::move(t)).first->second;
-        if (due) (placed.made == 0 ? firsts : updates).push_back(&placed);
+        if (due) (t.made == 0 ? firsts : updates).push_back(&t);
     }
-    // Whatever is left unregistered (or its slot changed hands) since last time.
-    for (auto& [key, t] : tracks_)
-        if (t.episode) end_episode(out, t, EventKind::ended);
-    tracks_ = std::move(next);
+    // Whatever unregistered since last time, or whose slot changed hands, in
+    // slot order.
+    for (auto& t : tracks_) {
+        if (!t.used || t.seen == round_) continue;
+        if (t.episode) gone.push_back(std::move(t));
+        t = Track{};
+    }
+    std::stable_sort(gone.begin(), gone.end(), [](const Track& a, const Track& b) { return a.last.slot < b.last.slot; });
+    for (auto& t : gone) end_episode(out, t, EventKind::ended);
 
     // First reports: workers never shown first, then those shown longest
     // ago, then the oldest stall. One held back stays due and tries again
@@ -142,8 +153,8 @@ std::vector<Event> Detector::observe(const table::Snapshot& snap, Clock::time_po
 }
 
 void Detector::withdraw(std::uint64_t episode) {
-    for (auto& [key, t] : tracks_) {
-        if (t.episode != episode || t.made == 0) continue;
+    for (auto& t : tracks_) {
+        if (!t.used || t.episode != episode || t.made == 0) continue;
         if (--t.made == 0) t.shown = t.shown_before;  // due again at t.due, not at the next read
     }
 }
@@ -152,7 +163,7 @@ void Detector::refund() noexcept { tokens_ = std::min<double>(cfg_.burst, tokens
 
 std::size_t Detector::waiting() const noexcept {
     std::size_t n = 0;
-    for (const auto& [key, t] : tracks_) n += t.episode && t.made == 0 && t.denied;
+    for (const auto& t : tracks_) n += t.used && t.episode && t.made == 0 && t.denied;
     return n;
 }
 
@@ -173,8 +184,8 @@ Summary Detector::summary(Clock::time_point now, bool at_exit) {
     s.total_unreported = total_unreported_;
     s.total_updates_suppressed = total_updates_suppressed_;
     std::vector<OpenStall> open;
-    for (const auto& [key, t] : tracks_) {
-        if (!t.episode) continue;
+    for (const auto& t : tracks_) {
+        if (!t.used || !t.episode) continue;
         open.push_back(OpenStall{t.episode, t.last, t.stalled, t.made > 0});
         s.open_unreported += t.made == 0;
     }

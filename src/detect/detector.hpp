@@ -129,9 +129,9 @@ public:
     Summary summary(Clock::time_point now, bool at_exit);
 
 private:
-    using Key = std::tuple<std::uint32_t, std::uint32_t, pid_t>;  // slot, generation, tid
-
     struct Track {
+        bool used = false;              // a registration holds this slot
+        std::uint64_t seen = 0;         // the read that last saw it
         table::Worker last;
         Duration stalled{};             // accumulated time without progress
         std::uint64_t episode = 0;      // 0: no stall episode
@@ -149,7 +149,8 @@ private:
     void held_back(Clock::time_point now);
 
     Config cfg_;
-    std::map<Key, Track> tracks_;
+    std::vector<Track> tracks_;  // by slot
+    std::uint64_t round_ = 0;
     bool started_ = false;
     Clock::time_point last_now_{};
     std::uint64_t next_episode_ = 1;

@@ -54,7 +54,11 @@ public:
 private:
     TableFile(UniqueFd fd, pid_t pid, int fd_number, std::shared_ptr<NamespaceIds> ids)
         : fd_(std::move(fd)), pid_(pid), fd_number_(fd_number), ids_(std::move(ids)) {}
-    Result<std::vector<std::byte>> read_image(std::uint64_t size);
+    // Reads the table's first `size` bytes into `out` (fewer if the file is
+    // shorter). The two buffers are kept from read to read: a monitor reads
+    // a large table a hundred times a second.
+    Status read_image(std::vector<std::byte>& out, std::uint64_t size);
+    std::vector<std::byte> first_, second_;
 
     UniqueFd fd_;
     pid_t pid_;

@@ -139,8 +139,8 @@ Result<TableFile> TableFile::open(pid_t pid, std::shared_ptr<NamespaceIds> ids) 
     return std::move(*first_error);
 }
 
-Result<std::vector<std::byte>> TableFile::read_image(std::uint64_t size) {
-    std::vector<std::byte> out(size);
+Status TableFile::read_image(std::vector<std::byte>& out, std::uint64_t size) {
+    out.resize(size);  // no fill when the size is the last one
     std::uint64_t done = 0;
     while (done < size) {
         ssize_t n = ::pread(fd_.get(), out.data() + done, size - done, static_cast<off_t>(done));
@@ -152,7 +152,7 @@ Result<std::vector<std::byte>> TableFile::read_image(std::uint64_t size) {
         done += static_cast<std::uint64_t>(n);
     }
     out.resize(done);
-    return out;
+    return ok_status();
 }
 
 std::optional<TableFile::SlotNow> TableFile::read_slot(std::uint32_t slot, std::uint32_t generation) {
@@ -177,21 +177,22 @@ Result<table::Snapshot> TableFile::read() {
     // here, not a SIGBUS in the monitor.
     // One read of the image as large as it was last time (the header alone
     // the first time): the header and the slots usually come together.
-    auto first = read_image(std::max<std::uint64_t>(last_image_size_, STALLWATCH_HEADER_SIZE));
-    if (!first) return std::move(first).error();
+    auto& first = first_;
+    if (auto st = read_image(first, std::max<std::uint64_t>(last_image_size_, STALLWATCH_HEADER_SIZE)); !st)
+        return std::move(st).error();
     // The file's size is asked again only when the header changed (a host
     // agent reads hundreds of tables a hundred times a second). A file cut
     // short under an unchanged header still shows, as a short read below.
-    std::size_t head = std::min<std::size_t>(first->size(), STALLWATCH_HEADER_SIZE);
+    std::size_t head = std::min<std::size_t>(first.size(), STALLWATCH_HEADER_SIZE);
     if (!last_file_size_ || last_header_.size() != head ||
-        std::memcmp(last_header_.data(), first->data(), head) != 0) {
+        std::memcmp(last_header_.data(), first.data(), head) != 0) {
         auto size = file_size(fd_.get());
         if (!size) return std::move(size).error();
         last_file_size_ = *size;
-        last_header_.assign(first->begin(), first->begin() + static_cast<std::ptrdiff_t>(head));
+        last_header_.assign(first.begin(), first.begin() + static_cast<std::ptrdiff_t>(head));
     }
     auto size = last_file_size_;
-    auto header = table::parse_header(*first, *size);
+    auto header = table::parse_header(first, *size);
     if (!header) return std::move(header).error();
 
     auto want = table::image_size(*header);
@@ -202,27 +203,28 @@ Result<table::Snapshot> TableFile::read() {
                                       "({} of {} bytes)",
                                       got, want));
     };
-    if (first->size() < want) {  // more slots in use than last time
-        first = read_image(want);
-        if (!first) return std::move(first).error();
-        if (first->size() < want) return changed(first->size());
+    if (first.size() < want) {  // more slots in use than last time
+        if (auto st = read_image(first, want); !st) return std::move(st).error();
+        if (first.size() < want) return changed(first.size());
     }
-    first->resize(want);
+    first.resize(want);
     last_image_size_ = want;
-    auto a = table::parse_table(*first, *size);
+    auto a = table::parse_table(first, *size);
     if (!a) return std::move(a).error();
-    auto second = read_image(want);
-    if (!second) return std::move(second).error();
-    if (second->size() < want) return changed(second->size());
+    auto& second = second_;
+    if (auto st = read_image(second, want); !st) return std::move(st).error();
+    if (second.size() < want) return changed(second.size());
     // The same bytes twice: nothing moved between the reads, and the second
     // parse would give the first's workers back (confirm keeps them all).
+    // Else only the identities of the first's workers are checked in the
+    // second image (what confirm() of a second parse would keep).
     table::Snapshot snap;
-    if (std::memcmp(first->data(), second->data(), want) == 0) {
+    if (std::memcmp(first.data(), second.data(), want) == 0) {
         snap = std::move(*a);
     } else {
-        auto b = table::parse_table(*second, *size);
-        if (!b) return std::move(b).error();
-        snap = table::confirm(*a, *b);
+        auto c = table::confirm_images(std::move(*a), first, second, *size);
+        if (!c) return std::move(c).error();
+        snap = std::move(*c);
     }
     ids_->translate(snap);
     return snap;

@@ -174,6 +174,7 @@ Result<Snapshot> parse_table(std::span<const std::byte> bytes, std::uint64_t fil
     std::uint64_t fetched = (bytes.size() - slots_at) / STALLWATCH_SLOT_SIZE;
     auto slots = static_cast<std::uint32_t>(std::min<std::uint64_t>(snap.header.high_water, fetched));
 
+    snap.workers.reserve(slots);
     for (std::uint32_t i = 0; i < slots; ++i) {
         std::uint64_t base = slots_at + std::uint64_t{i} * STALLWATCH_SLOT_SIZE;
         auto state = *in.get<std::uint32_t>(base + offsetof(S, state));
@@ -211,12 +212,44 @@ Snapshot confirm(const Snapshot& first, const Snapshot& second) {
         out.groups = first.groups;
     else
         out.groups_consistent = false;
+    out.workers.reserve(first.workers.size());
     auto it = second.workers.begin();
     for (const auto& w : first.workers) {
         while (it != second.workers.end() && it->slot < w.slot) ++it;
         if (it != second.workers.end() && w.same_identity(*it)) out.workers.push_back(w);
     }
     return out;
+}
+
+Result<Snapshot> confirm_images(Snapshot first, std::span<const std::byte> first_image,
+                                std::span<const std::byte> second_image, std::uint64_t file_size) {
+    using S = stallwatch_slot;
+    auto header = parse_header(second_image, file_size);
+    if (!header) return std::move(header).error();
+    const std::uint64_t slots_at = header->header_size;
+    // Group records: the same bytes, or not to be trusted this time.
+    const std::uint64_t groups_end = first.header.header_size;
+    if (groups_end != slots_at || first_image.size() < groups_end || second_image.size() < groups_end ||
+        std::memcmp(first_image.data() + STALLWATCH_HEADER_SIZE, second_image.data() + STALLWATCH_HEADER_SIZE,
+                    groups_end - STALLWATCH_HEADER_SIZE) != 0) {
+        first.groups.clear();
+        first.groups_consistent = false;
+    }
+    const std::uint64_t fetched =
+        second_image.size() >= slots_at ? (second_image.size() - slots_at) / STALLWATCH_SLOT_SIZE : 0;
+    const auto live = std::min<std::uint64_t>(header->high_water, fetched);
+    Bytes in(second_image);
+    std::erase_if(first.workers, [&](const Worker& w) {
+        if (w.slot >= live) return true;
+        const std::uint64_t base = slots_at + std::uint64_t{w.slot} * STALLWATCH_SLOT_SIZE;
+        const auto state = *in.get<std::uint32_t>(base + offsetof(S, state));
+        if (state != STALLWATCH_SLOT_RUNNING && state != STALLWATCH_SLOT_PARKED) return true;
+        if (*in.get<std::int32_t>(base + offsetof(S, tid)) != w.tid) return true;
+        if (*in.get<std::uint32_t>(base + offsetof(S, generation)) != w.generation) return true;
+        auto name = in.cstr(base + offsetof(S, name), STALLWATCH_WORKER_NAME_SIZE);
+        return !name || *name != w.name;
+    });
+    return first;
 }
 
 }  // namespace sw::table

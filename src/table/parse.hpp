@@ -26,6 +26,18 @@ Result<Snapshot> parse_table(std::span<const std::byte> bytes, std::uint64_t fil
 // are taken from `first`.
 Snapshot confirm(const Snapshot& first, const Snapshot& second);
 
+// The same as confirm(first, parse_table(second_image)) without parsing the
+// second image whole: `first` parsed from `first_image`, each of its workers
+// is kept when the second image's slot still holds a live registration
+// (running or parked, below its high-water mark) with the same tid,
+// generation and name. Groups are kept when their records are the same
+// bytes in both images (else groups_consistent is false). An error when the
+// second image's header is not valid. A slot of the second image that the
+// first did not hold is not looked at: a corrupt one is found by the next
+// read, whose first image holds it.
+Result<Snapshot> confirm_images(Snapshot first, std::span<const std::byte> first_image,
+                                std::span<const std::byte> second_image, std::uint64_t file_size);
+
 // Bytes a reader must fetch to parse a table whose header is `h`.
 std::uint64_t image_size(const Header& h);
 
