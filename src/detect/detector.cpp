@@ -81,7 +81,11 @@ std::vector<Event> Detector::observe(const table::Snapshot& snap, Clock::time_po
         t.seen = round_;
         bool moved = w.progress != t.last.progress;
         bool parked = w.state == table::WorkerState::parked;
-        t.last = w;
+        // The same registration: only what moves is copied (not the name).
+        t.last.progress = w.progress;
+        t.last.state = w.state;
+        t.last.group = w.group;
+        t.last.ns_tid = w.ns_tid;
 
         bool due = false;
         if (moved || parked) {

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "stallwatch/table_abi.h"
 
@@ -246,8 +247,11 @@ Result<Snapshot> confirm_images(Snapshot first, std::span<const std::byte> first
         if (state != STALLWATCH_SLOT_RUNNING && state != STALLWATCH_SLOT_PARKED) return true;
         if (*in.get<std::int32_t>(base + offsetof(S, tid)) != w.tid) return true;
         if (*in.get<std::uint32_t>(base + offsetof(S, generation)) != w.generation) return true;
-        auto name = in.cstr(base + offsetof(S, name), STALLWATCH_WORKER_NAME_SIZE);
-        return !name || *name != w.name;
+        // The name as cstr() would read it, compared in place.
+        const auto field = second_image.subspan(base + offsetof(S, name), STALLWATCH_WORKER_NAME_SIZE);
+        const char* p = reinterpret_cast<const char*>(field.data());
+        const void* nul = std::memchr(p, '\0', field.size());
+        return !nul || std::string_view(p, static_cast<const char*>(nul)) != w.name;
     });
     return first;
 }
