@@ -259,7 +259,7 @@ TEST_CASE("recursion: a run of identical frames is one line in text, every frame
     CHECK(recurse_frames == 41);  // the 40 calls, and recurse(0) itself
 }
 
-TEST_CASE("colour: only on a terminal (or --color=always), never with NO_COLOR or into a pipe") {
+TEST_CASE("colour: only on a terminal (or --color=always), never with NO_COLOR, TERM=dumb or into a pipe") {
     Locks fx("normal");
     const std::string sw = stallwatch_binary(), pid = std::to_string(fx.pid);
     const std::string cmd = sw + " attach " + pid + " --once --threshold 100ms";
@@ -273,6 +273,9 @@ TEST_CASE("colour: only on a terminal (or --color=always), never with NO_COLOR o
     auto no_color = run({"/usr/bin/script", "-qec", cmd, "/dev/null"}, 20s, {{"TERM", "xterm"}, {"NO_COLOR", "1"}});
     CHECK(contains(no_color.out, "STALL #1"));
     CHECK(!contains(no_color.out, "\x1b["));
+    auto dumb = run({"/usr/bin/script", "-qec", cmd, "/dev/null"}, 20s, {{"TERM", "dumb"}});
+    CHECK(contains(dumb.out, "STALL #1"));
+    CHECK(!contains(dumb.out, "\x1b["));
     auto never = run({"/usr/bin/script", "-qec", cmd + " --color=never", "/dev/null"}, 20s, {{"TERM", "xterm"}});
     CHECK(contains(never.out, "STALL #1"));
     CHECK(!contains(never.out, "\x1b["));
