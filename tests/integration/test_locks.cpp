@@ -60,11 +60,13 @@ std::string line_of(const std::string& marker) { return "locks.c:" + std::to_str
 
 bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
+// The events of JSON Lines output: every whole line (one that ends in a
+// newline). Output still being written may end in part of a line: not yet.
 std::vector<json> events(const std::string& jsonl) {
     std::vector<json> out;
-    std::istringstream in(jsonl);
-    for (std::string line; std::getline(in, line);)
-        if (!line.empty()) out.push_back(json::parse(line));
+    std::size_t start = 0;
+    for (std::size_t end; (end = jsonl.find('\n', start)) != std::string::npos; start = end + 1)
+        if (end > start) out.push_back(json::parse(jsonl.substr(start, end - start)));
     return out;
 }
 
