@@ -210,6 +210,31 @@ TEST_CASE("top: the screen lists stalled workers first, fits the terminal and sa
     CHECK(sw::cli::fit_width("ab\xc3\xa9" "cd", 3) == "ab\xc3\xa9");
 }
 
+TEST_CASE("top: names from the target reach the screen escaped: C0 and C1 controls, invalid UTF-8") {
+    sw::cli::TopScreen s;
+    s.pid = 7;
+    s.process_name = "shop\xc2\x9b" "2J";   // U+009B, CSI in UTF-8
+    s.app_name = "app\x1b]0;title\x07";    // an OSC that would set the window title
+    s.read_interval = 10ms;
+    sw::detect::LiveWorker evil;
+    evil.worker = worker(0, 100, 1, WorkerState::running, std::string("w\x9b" "H\xc2\x85x\xff"));
+    sw::detect::LiveWorker fine;
+    fine.worker = worker(1, 101, 1, WorkerState::running, "na\xc3\xafve-\xe6\x97\xa5");
+    s.workers = {evil, fine};
+    auto lines = sw::cli::render_top(s, 40, 200);
+    REQUIRE(lines.size() == 6);
+    CHECK(lines[0] == "stallwatch top: pid 7 (shop\\xc2\\x9b2J), app \"app\\x1b]0;title\\x07\"; q or Ctrl-C quits");
+    INFO(lines[4] << "\n" << lines[5]);
+    CHECK(lines[4].ends_with("  w\\x9bH\\xc2\\x85x\\xff"));
+    CHECK(lines[5].ends_with("  na\xc3\xafve-\xe6\x97\xa5"));  // well-formed UTF-8 stays
+    for (const auto& l : lines)
+        for (std::size_t i = 0; i < l.size(); ++i) {
+            auto c = static_cast<unsigned char>(l[i]);
+            CHECK_MESSAGE((c >= 0x20 && c != 0x7f), l);
+            if (c == 0xc2 && i + 1 < l.size()) CHECK_MESSAGE(static_cast<unsigned char>(l[i + 1]) >= 0xa0, l);
+        }
+}
+
 TEST_CASE("bounds are printed so that they stay bounds") {
     CHECK(sw::format_duration_down(1006ms) == "1.00s");
     CHECK(sw::format_duration_up(1006ms) == "1.01s");
