@@ -12,11 +12,13 @@
 #include <nlohmann/json.hpp>
 
 #include <fstream>
+#include <iterator>
 #include <set>
 #include <sstream>
 
 #include "proc/table_file.hpp"
 #include "support/child.hpp"
+#include "support/process.hpp"
 #include "support/skip.hpp"
 #include "support/temp_dir.hpp"
 
@@ -207,11 +209,47 @@ TEST_CASE("status --format json: one status_worker event per worker and a status
 }
 
 TEST_CASE("status of a process that exits between its two reads: exit 2, not a table of stalls") {
-    StallFixture stall({"--workers", "1", "--exit-after-ms", "300"});
-    auto r = run({stallwatch_binary(), "status", std::to_string(stall.pid), "-t", "1s"});
+    // It exits 1.5s after it said ready: long after the first read, even on
+    // a loaded machine, and long before the second, 4s later.
+    StallFixture stall({"--workers", "1", "--exit-after-ms", "1500"});
+    auto r = run({stallwatch_binary(), "status", std::to_string(stall.pid), "-t", "4s"});
     CHECK(r.exit_code == 2);
     CHECK(r.out.empty());
     CHECK(r.err == "stallwatch: pid " + std::to_string(stall.pid) + " exited while its table was being read\n");
+}
+
+// The state letter of the main thread of `pid` (/proc/PID/stat), '?' when unreadable.
+char main_thread_state(pid_t pid) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+    std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    auto close = stat.rfind(')');
+    return close == std::string::npos || close + 2 >= stat.size() ? '?' : stat[close + 2];
+}
+
+TEST_CASE("status of a process whose main thread exited (pthread_exit) while its workers run on: a live "
+          "process, its table read and its stall seen, and exit 2 only once every thread is gone") {
+    StallFixture stall({"--workers", "1", "--stall-ms", "60000", "--main-exits"});
+    // The main thread is a zombie now: /proc/PID/fd and /proc/PID/maps are empty.
+    REQUIRE(poll_until([&] { return main_thread_state(stall.pid) == 'Z'; }, std::chrono::seconds(30)));
+    auto r = run({stallwatch_binary(), "status", std::to_string(stall.pid), "-t", "300ms"});
+    INFO(r.out << r.err);
+    REQUIRE(r.exit_code == 0);
+    CHECK(r.err.empty());
+    CHECK(r.out.find("2 of 256 slots in use (2 running, 0 parked)") != std::string::npos);
+    CHECK(row_of(r.out, "victim").find(" STALLED  victim") != std::string::npos);
+    auto busy = row_of(r.out, "busy-0");
+    REQUIRE_FALSE(busy.empty());
+    CHECK(busy.find("STALLED") == std::string::npos);
+    CHECK(busy.find(" <3") != std::string::npos);  // it moved between the reads
+
+
+    // The last threads exit between the two reads (the fixture, not reaped
+    // by the test until the end, is a zombie then): exited, exit 2.
+    StallFixture ending({"--workers", "1", "--stall-ms", "60000", "--main-exits", "--exit-after-ms", "1500"});
+    r = run({stallwatch_binary(), "status", std::to_string(ending.pid), "-t", "4s"});
+    CHECK(r.exit_code == 2);
+    CHECK(r.out.empty());
+    CHECK(r.err == "stallwatch: pid " + std::to_string(ending.pid) + " exited while its table was being read\n");
 }
 
 TEST_CASE("threads registering at once past capacity: exactly capacity slots, all distinct") {
