@@ -19,12 +19,12 @@ std::string rate_text(const std::optional<double>& rate) {
     return fmt::format("{:.0f}", *rate);
 }
 
-// "<10ms" (moved at the last read), "2.31s" (to within a read interval), or
-// ">=12s" (no move seen since the view began: a lower bound).
-std::string since_text(const detect::LiveWorker& w, std::chrono::nanoseconds read_interval) {
+// "<11ms" (moved at the last read), "<2.32s" (an upper bound: the time
+// since the last read that saw the previous value, rounded up), or ">=12s"
+// (no move seen since the view began: a lower bound).
+std::string since_text(const detect::LiveWorker& w) {
     if (!w.progress_seen) return ">=" + format_duration_down(w.since_progress);
-    if (w.since_progress < read_interval) return "<" + format_duration(read_interval);
-    return format_duration_down(w.since_progress);
+    return "<" + format_duration_up(w.since_progress);
 }
 
 const char* flag_text(const detect::LiveWorker& w) {
@@ -94,7 +94,7 @@ std::vector<std::string> render_top(const TopScreen& s, int rows, int cols) {
         const auto& w = workers[i];
         auto tid = w.worker.tid > 0 ? std::to_string(w.worker.tid) : std::string("-");
         add(fmt::format(fmt::runtime(row_format), w.worker.slot, tid, table::to_string(w.worker.state), flag_text(w),
-                        rate_text(w.rate), since_text(w, s.read_interval), w.stalls, printable(w.worker.name)));
+                        rate_text(w.rate), since_text(w), w.stalls, printable(w.worker.name)));
     }
     if (shown < workers.size())
         add(fmt::format("+ {} more worker(s) not shown: the terminal has {} rows (listed: stalled first, then by "

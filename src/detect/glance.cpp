@@ -72,7 +72,9 @@ void LiveView::observe(const table::Snapshot& snap, Clock::time_point now, const
         if (auto it = tracks_.find(key); it != tracks_.end()) {
             t = std::move(it->second);
             if (w.progress != t.last.progress) {
-                t.value_since = now;
+                // It moved after the previous read took the old value, not
+                // just before this one: the bound is from that read.
+                t.value_since = t.last_read;
                 t.progress_seen = true;
             }
         } else {  // first seen now: its value's age is unknown
@@ -87,6 +89,7 @@ void LiveView::observe(const table::Snapshot& snap, Clock::time_point now, const
             t.mark_progress = w.progress;
         }
         t.last = w;
+        t.last_read = now;
         t.frozen = frozen_now.count(w.tid) > 0;
         next.emplace(key, std::move(t));
     }

@@ -66,11 +66,13 @@ struct LiveConfig {
 
 struct LiveWorker {
     table::Worker worker;  // as last read
-    // Time since the read that first saw its current progress value. When
-    // `progress_seen` (the value changed while this view watched), the last
-    // progress came at most one read interval before that read: the time is
-    // right to within `read_interval`. Otherwise the value has not changed
-    // since the view first saw the worker, and this is only a lower bound.
+    // When `progress_seen` (the value changed while this view watched): an
+    // upper bound on the time since its last progress, the time since the
+    // start of the last read that still saw the previous value (the progress
+    // came after that read took it). It exceeds the true time by at most the
+    // gap between that read and the next, about one read interval.
+    // Otherwise the value has not changed since the view first saw the
+    // worker, and this is only a lower bound: the time since that first read.
     Duration since_progress{};
     bool progress_seen = false;
     std::optional<double> rate;  // progress per second over the last rate window; nullopt until one passed
@@ -97,7 +99,10 @@ private:
 
     struct Track {
         table::Worker last;
-        Clock::time_point value_since{};  // the read that first saw `last.progress`
+        // progress_seen: the last read that saw the value before `last.progress`
+        // (the progress came after it); else the first read of this worker.
+        Clock::time_point value_since{};
+        Clock::time_point last_read{};    // the last read that saw this worker
         bool progress_seen = false;
         Clock::time_point mark_at{};      // start of the current rate window
         std::uint64_t mark_progress = 0;

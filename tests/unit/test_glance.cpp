@@ -123,7 +123,8 @@ TEST_CASE("top: the live view's times, rates and stall episodes") {
     REQUIRE(w[0].rate.has_value());
     CHECK(*w[0].rate == doctest::Approx(500.0));
     CHECK(w[0].progress_seen);
-    CHECK(w[0].since_progress == 0ms);
+    // Moved at this read: after the previous read, 10ms ago, took the old value.
+    CHECK(w[0].since_progress == 10ms);
     CHECK(w[2].since_progress == 1s);  // parked all along: only a lower bound
     CHECK_FALSE(w[2].progress_seen);
     CHECK(view.total_stalls() == 0);
@@ -133,7 +134,11 @@ TEST_CASE("top: the live view's times, rates and stall episodes") {
     w = view.workers(now);
     CHECK(w[1].stalled);
     CHECK(w[1].stalls == 1);
-    CHECK(w[1].since_progress == 300ms);
+    // Its last move was seen 300ms ago, and came after the read before that:
+    // at most 310ms ago (never less than the truth).
+    CHECK(w[1].since_progress == 310ms);
+    // Between reads, the bound grows with the time.
+    CHECK(view.workers(now + 5ms)[1].since_progress == 315ms);
     CHECK_FALSE(w[0].stalled);
     CHECK_FALSE(w[2].stalled);  // parked: never
     // It moves again, then stops again: a second episode.
@@ -158,6 +163,32 @@ TEST_CASE("top: the live view's times, rates and stall episodes") {
     CHECK(view.total_stalls() == 2);
 }
 
+TEST_CASE("top: the time since progress is bounded from the read before the change, whatever the gap "
+          "between reads") {
+    sw::detect::LiveConfig cfg;
+    sw::detect::LiveView view(cfg);
+    Clock::time_point t0{};
+    view.observe(snap({worker(0, 10, 1)}), t0, none);
+    view.observe(snap({worker(0, 10, 1)}), t0 + 10ms, none);
+    // A late read (a loaded machine): 40ms later it sees the move, which may
+    // have come just after the read at 10ms.
+    view.observe(snap({worker(0, 10, 2)}), t0 + 50ms, none);
+    auto w = view.workers(t0 + 50ms);
+    REQUIRE(w.size() == 1);
+    CHECK(w[0].progress_seen);
+    CHECK(w[0].since_progress == 40ms);
+    sw::cli::TopScreen s;
+    s.read_interval = 10ms;
+    s.workers = view.workers(t0 + 50ms + 300us);
+    auto lines = sw::cli::render_top(s, 10, 120);
+    REQUIRE(lines.size() == 5);
+    INFO(lines[4]);
+    CHECK(lines[4].find(" <41ms ") != std::string::npos);  // 40.3ms, rounded up
+    // Unchanged since: the bound stays from that read.
+    view.observe(snap({worker(0, 10, 2)}), t0 + 60ms, none);
+    CHECK(view.workers(t0 + 60ms)[0].since_progress == 50ms);
+}
+
 TEST_CASE("top: the screen lists stalled workers first, fits the terminal and says how many are hidden") {
     sw::cli::TopScreen s;
     s.pid = 4321;
@@ -174,6 +205,7 @@ TEST_CASE("top: the screen lists stalled workers first, fits the terminal and sa
                           "io-worker-" + std::to_string(i));
         w.rate = 812.0;
         w.progress_seen = true;
+        w.since_progress = 10ms;
         s.workers.push_back(w);
     }
     s.workers[17].stalled = true;
@@ -190,10 +222,10 @@ TEST_CASE("top: the screen lists stalled workers first, fits the terminal and sa
     CHECK(lines[3].find("SINCE PROGRESS") != std::string::npos);
     CHECK(lines[4].find("STALLED") != std::string::npos);
     CHECK(lines[4].find("io-worker-17") != std::string::npos);
-    CHECK(lines[4].find("2.31s") != std::string::npos);
+    CHECK(lines[4].find(" <2.31s ") != std::string::npos);  // an upper bound
     CHECK(lines[5].find(">=12s") != std::string::npos);  // then the longest without progress
     CHECK(lines[5].find("io-worker-3") != std::string::npos);
-    CHECK(lines[6].find("<10ms") != std::string::npos);
+    CHECK(lines[6].find(" <10ms ") != std::string::npos);
     CHECK(lines[6].find("io-worker-0") != std::string::npos);
     CHECK(lines.back().find("parked") != std::string::npos);  // parked last
 
