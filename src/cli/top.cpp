@@ -99,7 +99,10 @@ public:
             return std::move(snap).error();
         }
         app_name_ = snap->header.app_name;
-        view_.observe(*snap, now, [&](pid_t tid) { return process_.thread_frozen(tid); });
+        // A thread that exited without unregistering is gone, never stalled.
+        view_.observe(
+            *snap, now, [&](pid_t tid) { return process_.thread_frozen(tid); },
+            [&](pid_t tid) { return !process_.has_thread(tid); });
         return std::nullopt;
     }
 

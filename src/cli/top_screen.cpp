@@ -28,6 +28,7 @@ std::string since_text(const detect::LiveWorker& w) {
 }
 
 const char* flag_text(const detect::LiveWorker& w) {
+    if (w.gone) return "gone";
     if (w.stalled) return "STALLED";
     if (w.frozen) return "stopped";
     return "";
@@ -70,17 +71,20 @@ std::vector<std::string> render_top(const TopScreen& s, int rows, int cols) {
     };
     auto workers = s.workers;
     sort_for_view(workers, s.read_interval);
-    std::size_t running = 0, parked = 0, stalled = 0;
+    std::size_t running = 0, parked = 0, stalled = 0, gone = 0;
     for (const auto& w : workers) {
         (w.worker.state == table::WorkerState::parked ? parked : running)++;
         stalled += w.stalled;
+        gone += w.gone;
     }
     add(fmt::format("stallwatch top: pid {} ({}), app \"{}\"; q or Ctrl-C quits", s.pid, printable(s.process_name),
                     printable(s.app_name)));
-    add(fmt::format("{} worker(s): {} running, {} parked, {} STALLED; {} stall(s) seen; threshold {}, redrawn every "
+    add(fmt::format("{} worker(s): {} running, {} parked, {} STALLED{}; {} stall(s) seen; threshold {}, redrawn every "
                     "{}, watching for {}",
-                    workers.size(), running, parked, stalled, s.total_stalls, format_duration(s.threshold),
-                    format_duration(s.interval), format_duration_down(s.watched)));
+                    workers.size(), running, parked, stalled,
+                    gone > 0 ? fmt::format(", {} gone (thread exited, still registered)", gone) : std::string{},
+                    s.total_stalls, format_duration(s.threshold), format_duration(s.interval),
+                    format_duration_down(s.watched)));
     if (!s.note.empty()) add(s.note);
     if (rows >= 10) add("");
     add(fmt::format(fmt::runtime(row_format), "SLOT", "TID", "STATE", "FLAG", "RATE/S", "SINCE PROGRESS", "STALLS",

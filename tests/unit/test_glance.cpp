@@ -90,6 +90,25 @@ TEST_CASE("status: a thread stopped by a signal or a debugger is not STALLED, an
     CHECK_FALSE(r[0].stalled);
 }
 
+TEST_CASE("status: a worker whose thread is gone (exited, or tid 0: not visible from here) is never STALLED") {
+    auto first = snap({worker(0, 10, 5), worker(1, 0, 5), worker(2, 12, 5), worker(3, 13, 5, WorkerState::parked)});
+    std::set<pid_t> asked;
+    auto gone = [&](pid_t tid) {
+        asked.insert(tid);
+        return tid == 12 || tid == 13;
+    };
+    auto g = sw::detect::glance(first, first, {150ms, 151ms}, 100ms, none, gone);
+    CHECK_FALSE(g[0].gone);
+    CHECK(g[0].stalled);
+    CHECK(g[1].gone);  // tid 0: gone without asking
+    CHECK_FALSE(g[1].stalled);
+    CHECK(g[2].gone);
+    CHECK_FALSE(g[2].stalled);
+    CHECK_FALSE(g[2].frozen);
+    CHECK(g[3].gone);  // parked too: asked about every worker
+    CHECK(asked == std::set<pid_t>{10, 12, 13});
+}
+
 TEST_CASE("top: the live view's times, rates and stall episodes") {
     sw::detect::LiveConfig cfg;
     cfg.threshold = 100ms;
@@ -161,6 +180,75 @@ TEST_CASE("top: the live view's times, rates and stall episodes") {
     CHECK_FALSE(w[1].stalled);
     CHECK(w[1].frozen);
     CHECK(view.total_stalls() == 2);
+}
+
+TEST_CASE("top: a worker whose thread is gone is flagged gone and never counted, one stopped after its stall "
+          "began shows stopped, not STALLED") {
+    sw::detect::LiveConfig cfg;
+    cfg.threshold = 100ms;
+    cfg.read_interval = 10ms;
+    sw::detect::LiveView view(cfg);
+    Clock::time_point now{};
+    std::set<pid_t> frozen_tids, gone_tids;
+    int parked_asks = 0;
+    auto frozen = [&](pid_t tid) { return frozen_tids.count(tid) > 0; };
+    auto gone = [&](pid_t tid) {
+        if (tid == 13) ++parked_asks;
+        return gone_tids.count(tid) > 0;
+    };
+    std::uint64_t busy = 0;
+    auto read = [&] {
+        return snap({worker(0, 10, busy), worker(1, 11, 0), worker(2, 0, 0), worker(3, 13, 0, WorkerState::parked)});
+    };
+    auto run_for = [&](sw::detect::Duration d) {
+        for (auto t = 0ms; t < d; t += 10ms) {
+            now += 10ms;
+            ++busy;
+            view.observe(read(), now, frozen, gone);
+        }
+    };
+    gone_tids.insert(13);
+    view.observe(read(), now, frozen, gone);
+    run_for(300ms);
+    auto w = view.workers(now);
+    REQUIRE(w.size() == 4);
+    CHECK_FALSE(w[0].gone);
+    CHECK(w[1].stalled);  // alive, unmoved: STALLED
+    CHECK_FALSE(w[1].gone);
+    CHECK(w[2].gone);  // tid 0
+    CHECK_FALSE(w[2].stalled);
+    CHECK(w[2].stalls == 0);
+    CHECK(w[3].gone);  // parked, its thread gone
+    CHECK(parked_asks <= 2);  // not at every read: once per rate window
+    CHECK(view.total_stalls() == 1);
+
+    // A debugger stops the stalled thread: stopped, no longer STALLED.
+    frozen_tids.insert(11);
+    run_for(50ms);
+    w = view.workers(now);
+    CHECK(w[1].frozen);
+    CHECK_FALSE(w[1].stalled);
+    CHECK(w[1].stalls == 1);
+    // Its thread exits: gone, not stalled, nothing more counted.
+    frozen_tids.clear();
+    gone_tids.insert(11);
+    run_for(500ms);
+    w = view.workers(now);
+    CHECK(w[1].gone);
+    CHECK_FALSE(w[1].stalled);
+    CHECK_FALSE(w[1].frozen);
+    CHECK(view.total_stalls() == 1);
+
+    sw::cli::TopScreen s;
+    s.read_interval = 10ms;
+    s.workers = w;
+    auto lines = sw::cli::render_top(s, 20, 160);
+    INFO(lines[1]);
+    CHECK(lines[1].find("4 worker(s): 3 running, 1 parked, 0 STALLED, 3 gone (thread exited, still registered)") !=
+          std::string::npos);
+    std::size_t gone_rows = 0;
+    for (const auto& l : lines) gone_rows += l.find(" gone    ") != std::string::npos;
+    CHECK(gone_rows == 3);
 }
 
 TEST_CASE("top: the time since progress is bounded from the read before the change, whatever the gap "
