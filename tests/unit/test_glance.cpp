@@ -2,10 +2,18 @@
 // with hand-made snapshots and a fake clock.
 #include <doctest/doctest.h>
 
+#include <fcntl.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <chrono>
 #include <set>
 #include <string>
 
 #include "cli/options.hpp"
+#include "cli/terminal.hpp"
 #include "cli/top_screen.hpp"
 #include "common/duration.hpp"
 #include "detect/glance.hpp"
@@ -353,6 +361,90 @@ TEST_CASE("top: names from the target reach the screen escaped: C0 and C1 contro
             CHECK_MESSAGE((c >= 0x20 && c != 0x7f), l);
             if (c == 0xc2 && i + 1 < l.size()) CHECK_MESSAGE(static_cast<unsigned char>(l[i + 1]) >= 0xa0, l);
         }
+}
+
+namespace {
+
+// A pseudo-terminal: the master end is the "terminal emulator", the slave
+// end the terminal the view draws on.
+struct Pty {
+    int master = -1, slave = -1;
+    Pty() {
+        master = ::posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+        REQUIRE(master >= 0);
+        REQUIRE(::grantpt(master) == 0);
+        REQUIRE(::unlockpt(master) == 0);
+        slave = ::open(::ptsname(master), O_RDWR | O_NOCTTY | O_CLOEXEC);
+        REQUIRE(slave >= 0);
+    }
+    ~Pty() {
+        ::close(slave);
+        ::close(master);
+    }
+    // Everything the view wrote so far: read until nothing more comes for
+    // `quiet` (the kernel moves a pty's output to its master in the
+    // background).
+    std::string drain(int quiet_ms = 200) {
+        std::string out;
+        char buf[4096];
+        for (;;) {
+            pollfd p{master, POLLIN, 0};
+            if (::poll(&p, 1, quiet_ms) <= 0) return out;
+            ssize_t n = ::read(master, buf, sizeof buf);
+            if (n <= 0) return out;
+            out.append(buf, static_cast<std::size_t>(n));
+        }
+    }
+    termios modes() const {
+        termios t{};
+        REQUIRE(::tcgetattr(slave, &t) == 0);
+        return t;
+    }
+};
+
+}  // namespace
+
+TEST_CASE("top's terminal: raw input without flow control or literal-next, signals kept, all given back") {
+    Pty pty;
+    const termios before = pty.modes();
+    REQUIRE((before.c_iflag & IXON) != 0);
+    REQUIRE((before.c_lflag & IEXTEN) != 0);
+    auto t = sw::cli::Terminal::open(pty.slave, pty.slave);
+    REQUIRE(t);
+    t->enter();
+    auto raw = pty.modes();
+    CHECK((raw.c_lflag & ICANON) == 0);
+    CHECK((raw.c_lflag & ECHO) == 0);
+    CHECK((raw.c_iflag & IXON) == 0);  // Ctrl-S would stop the output, and draw() with it
+    CHECK((raw.c_lflag & IEXTEN) == 0);
+    CHECK((raw.c_lflag & ISIG) != 0);  // Ctrl-C, Ctrl-\ and Ctrl-Z still signal
+    CHECK(pty.drain().find("\x1b[?1049h\x1b[?25l") == 0);
+    t->leave();
+    auto after = pty.modes();
+    CHECK(after.c_lflag == before.c_lflag);
+    CHECK(after.c_iflag == before.c_iflag);
+    CHECK(pty.drain() == "\x1b[?25h\x1b[?1049l");
+}
+
+TEST_CASE("top's terminal: a non-blocking terminal that takes no more output drops a frame, not the view") {
+    Pty pty;
+    // Another process may have set O_NONBLOCK on the terminal's description.
+    REQUIRE(::fcntl(pty.slave, F_SETFL, ::fcntl(pty.slave, F_GETFL) | O_NONBLOCK) == 0);
+    auto t = sw::cli::Terminal::open(-1, pty.slave);
+    REQUIRE(t);
+    // Nobody reads the master: a frame of 100KB fills what a pty buffers
+    // (64KB and a little in Linux).
+    std::vector<std::string> lines(100, std::string(1000, 'x'));
+    const auto start = std::chrono::steady_clock::now();
+    for (int i = 0; i < 2; ++i) CHECK(t->draw(lines));
+    auto took = std::chrono::steady_clock::now() - start;
+    CHECK(took >= 500ms);  // it waited for the terminal before it gave a frame up
+    CHECK(took < 10s);
+    // The terminal reads again: frames go through whole.
+    CHECK_FALSE(pty.drain().empty());
+    std::vector<std::string> small = {"a", "b"};
+    CHECK(t->draw(small));
+    CHECK(pty.drain().find("\x1b[2Kb") != std::string::npos);
 }
 
 TEST_CASE("bounds are printed so that they stay bounds") {
