@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cmath>
 
 #include "common/duration.hpp"
 #include "common/text.hpp"
@@ -12,9 +13,11 @@ namespace {
 
 constexpr const char* row_format = "{:>5}  {:>8}  {:<7}  {:<7}  {:>10}  {:<14}  {:>6}  {}";
 
-// Progress per second: "-" until a rate window has passed.
+// Progress per second: "-" until a rate window has passed, "?" when the
+// counter went backwards.
 std::string rate_text(const std::optional<double>& rate) {
     if (!rate) return "-";
+    if (!std::isfinite(*rate)) return "?";  // the counter went backwards
     if (*rate < 10) return fmt::format("{:.1f}", *rate);
     return fmt::format("{:.0f}", *rate);
 }
@@ -55,11 +58,17 @@ void sort_for_view(std::vector<detect::LiveWorker>& workers, std::chrono::nanose
 
 std::string fit_width(const std::string& line, int cols) {
     if (cols <= 0) return {};
-    int seen = 0;
+    int used = 0;
     for (std::size_t i = 0; i < line.size(); ++i) {
-        if ((static_cast<unsigned char>(line[i]) & 0xC0) == 0x80) continue;  // inside a sequence
-        if (seen == cols) return line.substr(0, i);
-        ++seen;
+        auto c = static_cast<unsigned char>(line[i]);
+        if ((c & 0xC0) == 0x80) continue;  // inside a sequence
+        // ASCII takes one column; anything else is counted as two, the most
+        // a character takes (CJK, emoji, or ambiguous-width ones on a
+        // terminal set to draw them wide): a line may end a little short of
+        // the edge, but never wraps.
+        int width = c < 0x80 ? 1 : 2;
+        if (used + width > cols) return line.substr(0, i);
+        used += width;
     }
     return line;
 }

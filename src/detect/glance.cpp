@@ -100,7 +100,11 @@ void LiveView::observe(const table::Snapshot& snap, Clock::time_point now, const
         }
         if (now - t.mark_at >= cfg_.rate_window) {
             double seconds = std::chrono::duration<double>(now - t.mark_at).count();
-            t.rate = static_cast<double>(w.progress - t.mark_progress) / seconds;  // wraps as the counter does
+            // A counter that went backwards (no shim does that: a table
+            // written by something else) has no rate: NaN, not 1.8e19/s.
+            t.rate = w.progress >= t.mark_progress
+                         ? static_cast<double>(w.progress - t.mark_progress) / seconds
+                         : std::numeric_limits<double>::quiet_NaN();
             t.mark_at = now;
             t.mark_progress = w.progress;
         }

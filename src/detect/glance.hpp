@@ -84,7 +84,9 @@ struct LiveWorker {
     // worker, and this is only a lower bound: the time since that first read.
     Duration since_progress{};
     bool progress_seen = false;
-    std::optional<double> rate;  // progress per second over the last rate window; nullopt until one passed
+    // Progress per second over the last rate window; nullopt until one
+    // passed; NaN when the counter went backwards in it (not a shim's table).
+    std::optional<double> rate;
     std::uint64_t stalls = 0;    // stall episodes this view saw begin (by the detector's rule)
     // In a stall episode now, its thread neither gone nor frozen (a debugger
     // that stops the thread after the stall began makes it `frozen`).

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <set>
 #include <string>
 
@@ -259,6 +260,48 @@ TEST_CASE("top: a worker whose thread is gone is flagged gone and never counted,
     CHECK(gone_rows == 3);
 }
 
+TEST_CASE("top: a counter that goes backwards (a table no shim wrote) has no rate, not an absurd one") {
+    sw::detect::LiveConfig cfg;
+    cfg.rate_window = 100ms;
+    sw::detect::LiveView view(cfg);
+    Clock::time_point now{};
+    view.observe(snap({worker(0, 10, 1000)}), now, none);
+    view.observe(snap({worker(0, 10, 5)}), now + 100ms, none);
+    auto w = view.workers(now + 100ms);
+    REQUIRE(w.size() == 1);
+    REQUIRE(w[0].rate.has_value());
+    CHECK(std::isnan(*w[0].rate));
+    sw::cli::TopScreen s;
+    s.read_interval = 10ms;
+    s.workers = w;
+    auto lines = sw::cli::render_top(s, 10, 120);
+    REQUIRE(lines.size() == 5);
+    INFO(lines[4]);
+    CHECK(lines[4].find(" running                    ?  <100ms ") != std::string::npos);
+    // Forward again: a rate again.
+    view.observe(snap({worker(0, 10, 55)}), now + 200ms, none);
+    w = view.workers(now + 200ms);
+    CHECK(*w[0].rate == doctest::Approx(500.0));
+}
+
+TEST_CASE("top: no line is wider than the terminal, whatever the names' characters") {
+    sw::cli::TopScreen s;
+    s.pid = 7;
+    s.process_name = "\xe6\x97\xa5\xe6\x9c\xac";
+    s.app_name = std::string(30, 'a');
+    s.read_interval = 10ms;
+    sw::detect::LiveWorker w;
+    w.worker = worker(0, 100, 1, WorkerState::running, "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e\xe6\x97\xa5\xe6\x9c\xac");
+    s.workers = {w};
+    for (int cols : {20, 40, 80, 81}) {
+        for (const auto& l : sw::cli::render_top(s, 10, cols)) {
+            int columns = 0;  // CJK characters take two columns each
+            for (unsigned char c : l) columns += c < 0x80 ? 1 : (c & 0xC0) == 0xC0 ? 2 : 0;
+            CHECK_MESSAGE(columns <= cols, l);
+        }
+    }
+}
+
 TEST_CASE("top: the time since progress is bounded from the read before the change, whatever the gap "
           "between reads") {
     sw::detect::LiveConfig cfg;
@@ -335,7 +378,13 @@ TEST_CASE("top: the screen lists stalled workers first, fits the terminal and sa
     for (const auto& l : lines) CHECK(l.size() <= 40);
     // Tiny: never more lines than rows.
     CHECK(sw::cli::render_top(s, 2, 80).size() == 2);
-    CHECK(sw::cli::fit_width("ab\xc3\xa9" "cd", 3) == "ab\xc3\xa9");
+    // Cut by columns, conservatively: a character past ASCII counts as two
+    // (a CJK one takes two), and a sequence is never cut.
+    CHECK(sw::cli::fit_width("ab\xc3\xa9" "cd", 4) == "ab\xc3\xa9");
+    CHECK(sw::cli::fit_width("ab\xc3\xa9" "cd", 3) == "ab");
+    CHECK(sw::cli::fit_width("\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e", 5) == "\xe6\x97\xa5\xe6\x9c\xac");
+    CHECK(sw::cli::fit_width("abc", 3) == "abc");
+    CHECK(sw::cli::fit_width("abc", 0).empty());
 }
 
 TEST_CASE("top: names from the target reach the screen escaped: C0 and C1 controls, invalid UTF-8") {
