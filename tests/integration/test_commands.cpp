@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "support/child.hpp"
+#include "support/process.hpp"
 #include "support/skip.hpp"
 
 using namespace sw::test;
@@ -110,6 +111,31 @@ TEST_CASE("run ends with the closing line of attach: the pid, and how many repor
                                        " exited; ([1-9][0-9]*) stall report\\(s\\) made(, [0-9]+ withdrawn \\(the "
                                        "worker moved on while it was being sampled\\))?\n$")));
     CHECK(std::regex_search(r.err, std::regex("STALL #[0-9]+: worker \"victim\"")));
+}
+
+TEST_CASE("attach to a process whose main thread exited (pthread_exit): the stall is reported, without a stack "
+          "and saying why, and the watch ends when the process does") {
+    Started fx({fixture("sw_fixture_stall"), "--workers", "1", "--stall-ms", "60000", "--main-exits"});
+    const std::string pid = std::to_string(fx.get("pid"));
+    auto r = run({stallwatch_binary(), "attach", pid, "--once", "--threshold", "300ms"});
+    INFO(r.out << r.err);
+    CHECK(r.exit_code == 0);
+    CHECK(r.out.find("STALL #1: worker \"victim\"") != std::string::npos);
+    CHECK(r.out.find("  no stack: the main thread of pid " + pid +
+                     " has exited (pthread_exit) while others run on: its memory map can no longer be read, so no "
+                     "stack is taken\n") != std::string::npos);
+    CHECK(r.err.find("no longer holds the table") == std::string::npos);
+
+    // A watch that runs on: not fooled into "exited" by the main thread's
+    // end, it ends with exit 2 when the last threads do.
+    Process watch({stallwatch_binary(), "attach", pid, "--threshold", "300ms"});
+    CHECK(watch.wait_for([&] { return watch.out().find("STALL #1: worker \"victim\"") != std::string::npos; },
+                         std::chrono::seconds(30)));
+    fx.child.finish();
+    REQUIRE(watch.wait(std::chrono::seconds(30)).has_value());
+    INFO(watch.out() << watch.err());
+    CHECK(watch.exit_code() == 2);
+    CHECK(watch.err().find("stallwatch: pid " + pid + " exited; ") != std::string::npos);
 }
 
 TEST_CASE("a thread id given for a pid is taken as its process, with a note") {
