@@ -27,7 +27,7 @@ struct TwoReads {
     table::Snapshot second;
     detect::ReadSpan span;
     std::vector<detect::WorkerGlance> workers;
-    std::size_t running = 0, parked = 0, stalled = 0, frozen = 0;
+    std::size_t running = 0, parked = 0, stalled = 0, frozen = 0, gone = 0;
 };
 
 double ms(std::chrono::nanoseconds d) { return static_cast<double>(d.count()) / 1e6; }
@@ -39,11 +39,14 @@ std::string since_text(const detect::WorkerGlance& g) {
     return ">=" + format_duration_down(g.since->at_least);
 }
 
+// Never empty ("-"): a script that splits a line at whitespace finds the
+// same fields in every line (NAME, which may hold spaces, last).
 std::string_view flag_text(const detect::WorkerGlance& g) {
+    if (g.gone) return "gone";
     if (g.stalled) return "STALLED";
     if (g.frozen) return "stopped";
     if (!g.seen_at_first) return "new";
-    return "";
+    return "-";
 }
 
 void print_text(std::ostream& out, const StatusOptions& opt, proc::Target& process, const TwoReads& r) {
@@ -62,8 +65,10 @@ void print_text(std::ostream& out, const StatusOptions& opt, proc::Target& proce
     }
     // In another PID namespace the table's tids are the process's own: both
     // columns, ours first. A tid that maps to no thread shows as "-". The
-    // name stays last, as in ps(1) (it may hold spaces: scripts take the
-    // last field); what the two reads tell comes before it.
+    // name stays last, as in ps(1): it may hold spaces, so it is the rest of
+    // the line after the fields before it, which are never empty (FLAG is
+    // "-" when there is nothing to flag); scripts are pointed to --format
+    // json. What the two reads tell comes before it.
     auto tid = [](pid_t t) { return t > 0 ? std::to_string(t) : std::string("-"); };
     if (inner > 0)
         fmt::print(out, "{:>5}  {:>8}  {:>8}  {:<8}  {:>14}  {:<14}  {:<7}  {}\n", "SLOT", "TID", "NS-TID", "STATE",
@@ -82,6 +87,10 @@ void print_text(std::ostream& out, const StatusOptions& opt, proc::Target& proce
     }
     std::string stopped = r.frozen == 0 ? std::string{}
                                         : fmt::format("; {} stopped by a signal or a debugger, not counted", r.frozen);
+    if (r.gone > 0)
+        stopped += fmt::format("; {} gone (the thread exited without unregistering, or is not visible from here), "
+                               "not counted",
+                               r.gone);
     fmt::print(out, "({} STALLED: running, with no progress between two reads of the table {} apart{})\n", r.stalled,
                format_duration_down(r.span.between), stopped);
 }
@@ -93,7 +102,9 @@ void print_json(std::ostream& out, const StatusOptions& opt, proc::Target& proce
     for (const auto& g : r.workers) {
         const auto& w = g.worker;
         json j = report::event_base("status_worker", target, now);
-        j["thread.id"] = w.tid;
+        // 0: no thread of the process has that id now (gone, or in a nested
+        // PID namespace, not visible from here).
+        j["thread.id"] = w.tid > 0 ? json(w.tid) : json(nullptr);
         j["thread.name"] = w.name.empty() ? json(nullptr) : json(w.name);
         j["stallwatch.thread.id_in_namespace"] = w.ns_tid > 0 ? json(w.ns_tid) : json(nullptr);
         j["stallwatch.worker.slot"] = w.slot;
@@ -105,6 +116,7 @@ void print_json(std::ostream& out, const StatusOptions& opt, proc::Target& proce
             g.since && g.since->at_most ? json(ms(*g.since->at_most)) : json(nullptr);
         j["stallwatch.worker.stalled"] = g.stalled;
         j["stallwatch.thread.frozen"] = g.frozen;
+        j["stallwatch.thread.gone"] = g.gone;
         out << report::event_line(j) << '\n';
     }
     const auto& h = r.second.header;
@@ -156,12 +168,14 @@ int run_status(const StatusOptions& opt, std::ostream& out, std::ostream& err) {
     TwoReads r;
     r.span = detect::ReadSpan{t2 - t1, t3 - t0};
     auto frozen = [&](pid_t tid) { return process->thread_frozen(tid); };
-    r.workers = detect::glance(*first, *second, r.span, opt.threshold, frozen);
+    auto gone = [&](pid_t tid) { return !process->has_thread(tid); };
+    r.workers = detect::glance(*first, *second, r.span, opt.threshold, frozen, gone);
     r.second = std::move(*second);
     for (const auto& g : r.workers) {
         (g.worker.state == table::WorkerState::parked ? r.parked : r.running)++;
         r.stalled += g.stalled;
         r.frozen += g.frozen;
+        r.gone += g.gone;
     }
     if (opt.format == report::Format::json)
         print_json(out, opt, *process, r);

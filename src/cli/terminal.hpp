@@ -7,8 +7,16 @@
 // terminal at every exit path no simpler (docs: man/stallwatch.1, "top").
 //
 // One owner from enter() to leave(): the destructor restores whatever was
-// changed, so every way out (q, a signal, the target's exit, an error, an
-// exception) gives the user back the terminal as it was.
+// changed. That covers every way out that returns or unwinds: q, the signals
+// the view reads from its queue (SIGINT, SIGQUIT, SIGTERM, SIGHUP), the
+// target's exit, an error, and an exception, which run_top catches to leave
+// the terminal before it goes on (an exception nobody catches would not
+// unwind, and no destructor would run). A fatal signal does not unwind
+// either: while entered, SIGSEGV, SIGBUS, SIGABRT, SIGFPE and SIGILL run a
+// one-shot handler that writes the fixed restore sequence, puts back the
+// saved termios (both async-signal-safe), and raises the signal again for
+// its default action (a core dump). Only SIGKILL leaves the terminal as it
+// was drawn: `reset` (or `stty sane; tput rmcup`) gives it back then.
 #pragma once
 
 #include <termios.h>
@@ -31,11 +39,14 @@ public:
     Terminal& operator=(const Terminal&) = delete;
     ~Terminal() { leave(); }
 
-    // Raw input (no line editing, no echo; Ctrl-C, Ctrl-\ and Ctrl-Z still
-    // raise their signals), the alternate screen, the cursor hidden. Again
-    // after a suspension (Ctrl-Z, then fg).
+    // Raw input (no line editing, no echo, no Ctrl-S/Ctrl-Q flow control and
+    // no Ctrl-V literal-next; Ctrl-C, Ctrl-\ and Ctrl-Z still raise their
+    // signals), the alternate screen, the cursor hidden, and the handlers of
+    // fatal signals that restore the terminal. Again after a suspension
+    // (Ctrl-Z, then fg).
     void enter();
-    // Back as it was: main screen, cursor shown, the saved input modes.
+    // Back as it was: main screen, cursor shown, the saved input modes, the
+    // fatal signals' handlers as they were.
     void leave();
 
     struct Size {
@@ -47,7 +58,11 @@ public:
     Size size() const;
 
     // Replaces the screen's content with `lines` (each cut by the caller to
-    // the width), in one write. False when the terminal cannot be written.
+    // the width), in one write. False when the terminal cannot be written
+    // (errno says why). A terminal that takes no more output for a while
+    // (a non-blocking descriptor answering EAGAIN) is waited for, up to half
+    // a second; then the rest of that frame is dropped (the next one redraws
+    // every line) and draw() still returns true.
     bool draw(const std::vector<std::string>& lines);
 
     // The descriptor to poll for keys, -1 when keys cannot be read.
@@ -58,7 +73,8 @@ public:
 
 private:
     Terminal(int in_fd, int out_fd) : in_fd_(in_fd), out_fd_(out_fd) {}
-    bool write_all(std::string_view bytes);
+    enum class Written { all, timed_out, failed };
+    Written write_all(std::string_view bytes);
 
     int in_fd_ = -1;
     int out_fd_ = -1;

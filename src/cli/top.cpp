@@ -17,8 +17,10 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <optional>
+#include <stdexcept>
 
 #include "cli/commands.hpp"
 #include "cli/signals.hpp"
@@ -37,6 +39,19 @@ using Clock = std::chrono::steady_clock;
 constexpr std::chrono::milliseconds read_interval{10};
 // Without a table (not created yet, or left by an exec), it is looked for this often.
 constexpr std::chrono::milliseconds table_look_interval{500};
+
+// Test-only hook, only in a build configured with STALLWATCH_TEST_HOOKS
+// (docs/capture.md, section 6): STALLWATCH_TEST_TOP_THROW_AFTER=N throws an
+// exception out of the view's loop once N frames are drawn, for the test of
+// the terminal's restore on an exception.
+#ifdef STALLWATCH_TEST_HOOKS
+const long test_throw_after = [] {
+    const char* v = std::getenv("STALLWATCH_TEST_TOP_THROW_AFTER");
+    return v ? std::max(0L, std::strtol(v, nullptr, 10)) : 0L;
+}();
+#else
+constexpr long test_throw_after = 0;
+#endif
 
 class LiveTable {
 public:
@@ -84,7 +99,10 @@ public:
             return std::move(snap).error();
         }
         app_name_ = snap->header.app_name;
-        view_.observe(*snap, now, [&](pid_t tid) { return process_.thread_frozen(tid); });
+        // A thread that exited without unregistering is gone, never stalled.
+        view_.observe(
+            *snap, now, [&](pid_t tid) { return process_.thread_frozen(tid); },
+            [&](pid_t tid) { return !process_.has_thread(tid); });
         return std::nullopt;
     }
 
@@ -120,6 +138,80 @@ private:
 
 enum class TopEnd { quit, signal, terminal_gone, target_exited, failed };
 
+struct LoopEnd {
+    TopEnd end = TopEnd::failed;
+    int signal = 0;
+    std::optional<Error> error;
+};
+
+// Reads, keys, signals and redraws until something ends the view. The
+// terminal is entered; the caller leaves it, whatever happens here.
+LoopEnd run_loop(const TopOptions& opt, proc::Target& process, LiveTable& live, Terminal& terminal,
+                 SignalQueue& sigq, const UniqueFd& exit_fd) {
+    const auto started = Clock::now();
+    auto next_round = started;
+    // The first frame after a few reads, so that it has moved counters to show.
+    auto next_draw = started + std::min<std::chrono::nanoseconds>(opt.interval, std::chrono::milliseconds(100));
+    long frames = 0;
+    LoopEnd out;
+    for (;;) {
+        timespec ts = wait_for_next_round(next_round, read_interval);
+        pollfd fds[3] = {{sigq.fd(), POLLIN, 0}, {exit_fd.get(), POLLIN, 0}, {terminal.key_fd(), POLLIN, 0}};
+        int n = ::ppoll(fds, 3, &ts, nullptr);  // an fd of -1 is not polled
+        if (n < 0 && errno != EINTR) {
+            out.error = make_error(Errc::io, fmt::format("poll: {}", std::strerror(errno)), errno);
+            return out;
+        }
+        bool redraw = false;
+        if (n > 0 && (fds[0].revents & POLLIN)) {
+            for (int sig; (sig = sigq.next()) != 0;) {
+                if (sig == SIGWINCH) {
+                    redraw = true;
+                } else if (sig == SIGTSTP) {  // Ctrl-Z: give the terminal back while stopped
+                    terminal.leave();
+                    ::kill(::getpid(), SIGSTOP);
+                    terminal.enter();
+                    redraw = true;
+                } else {
+                    out.signal = sig;
+                }
+            }
+            if (out.signal != 0) {
+                out.end = TopEnd::signal;
+                return out;
+            }
+        }
+        if ((n > 0 && exit_fd.valid() && (fds[1].revents & POLLIN)) || (!exit_fd.valid() && process.exited())) {
+            out.end = TopEnd::target_exited;
+            return out;
+        }
+        if (n > 0 && fds[2].fd >= 0 && (fds[2].revents & (POLLIN | POLLHUP | POLLERR))) {
+            auto keys = terminal.read_keys();
+            if (!keys) {
+                out.end = TopEnd::terminal_gone;
+                return out;
+            }
+            if (keys->find_first_of("qQ") != std::string::npos) {
+                out.end = TopEnd::quit;
+                return out;
+            }
+        }
+        auto now = Clock::now();
+        if ((out.error = live.read(now))) return out;
+        if (now >= next_draw || redraw) {
+            if (now >= next_draw) next_draw = std::max(next_draw + opt.interval, now);
+            auto size = terminal.size();
+            if (!terminal.draw(render_top(live.screen(opt, now, started), size.rows, size.cols))) {
+                out.error = make_error(Errc::io, fmt::format("cannot write to the terminal: {}", std::strerror(errno)),
+                                       errno);
+                return out;
+            }
+            if (test_throw_after > 0 && ++frames >= test_throw_after)
+                throw std::runtime_error("STALLWATCH_TEST_TOP_THROW_AFTER: a test's exception out of top's loop");
+        }
+    }
+}
+
 }  // namespace
 
 int run_top(const TopOptions& opt, std::ostream& /*out*/, std::ostream& err) {
@@ -139,71 +231,24 @@ int run_top(const TopOptions& opt, std::ostream& /*out*/, std::ostream& err) {
     }
     live.set_process_name(process->name());
 
-    SignalQueue sigq({SIGINT, SIGTERM, SIGHUP, SIGWINCH, SIGTSTP});
+    // Ctrl-C and Ctrl-\ (SIGQUIT: not its core dump, which would leave the
+    // terminal as drawn) end the view as q does; so do SIGTERM and SIGHUP.
+    SignalQueue sigq({SIGINT, SIGQUIT, SIGTERM, SIGHUP, SIGWINCH, SIGTSTP});
     UniqueFd exit_fd = process->exit_notifier();
-    const auto started = Clock::now();
-    auto next_round = started;
-    // The first frame after a few reads, so that it has moved counters to show.
-    auto next_draw = started + std::min<std::chrono::nanoseconds>(opt.interval, std::chrono::milliseconds(100));
-    TopEnd end = TopEnd::failed;
-    int end_signal = 0;
-    std::optional<Error> error;
+    LoopEnd result;
     terminal->enter();
-    for (;;) {
-        timespec ts = wait_for_next_round(next_round, read_interval);
-        pollfd fds[3] = {{sigq.fd(), POLLIN, 0}, {exit_fd.get(), POLLIN, 0}, {terminal->key_fd(), POLLIN, 0}};
-        int n = ::ppoll(fds, 3, &ts, nullptr);  // an fd of -1 is not polled
-        if (n < 0 && errno != EINTR) {
-            error = make_error(Errc::io, fmt::format("poll: {}", std::strerror(errno)), errno);
-            break;
-        }
-        bool redraw = false;
-        if (n > 0 && (fds[0].revents & POLLIN)) {
-            for (int sig; (sig = sigq.next()) != 0;) {
-                if (sig == SIGWINCH) {
-                    redraw = true;
-                } else if (sig == SIGTSTP) {  // Ctrl-Z: give the terminal back while stopped
-                    terminal->leave();
-                    ::kill(::getpid(), SIGSTOP);
-                    terminal->enter();
-                    redraw = true;
-                } else {
-                    end_signal = sig;
-                }
-            }
-            if (end_signal != 0) {
-                end = TopEnd::signal;
-                break;
-            }
-        }
-        if ((n > 0 && exit_fd.valid() && (fds[1].revents & POLLIN)) || (!exit_fd.valid() && process->exited())) {
-            end = TopEnd::target_exited;
-            break;
-        }
-        if (n > 0 && fds[2].fd >= 0 && (fds[2].revents & (POLLIN | POLLHUP | POLLERR))) {
-            auto keys = terminal->read_keys();
-            if (!keys) {
-                end = TopEnd::terminal_gone;
-                break;
-            }
-            if (keys->find_first_of("qQ") != std::string::npos) {
-                end = TopEnd::quit;
-                break;
-            }
-        }
-        auto now = Clock::now();
-        if ((error = live.read(now))) break;
-        if (now >= next_draw || redraw) {
-            if (now >= next_draw) next_draw = std::max(next_draw + opt.interval, now);
-            auto size = terminal->size();
-            if (!terminal->draw(render_top(live.screen(opt, now, started), size.rows, size.cols))) {
-                error = make_error(Errc::io, fmt::format("cannot write to the terminal: {}", std::strerror(errno)),
-                                   errno);
-                break;
-            }
-        }
+    try {
+        result = run_loop(opt, *process, live, *terminal, sigq, exit_fd);
+    } catch (...) {
+        // Nothing up the stack catches (the exception ends the program, and
+        // without unwinding no destructor would run): the terminal first.
+        terminal->leave();
+        throw;
     }
     terminal->leave();
+    const TopEnd end = result.end;
+    const int end_signal = result.signal;
+    const auto& error = result.error;
 
     // The closing line, as attach's, on the restored screen.
     const auto stalls = live.stalls();

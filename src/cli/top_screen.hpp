@@ -27,13 +27,15 @@ struct TopScreen {
     std::string note;  // a line about the table (none yet, left behind), or ""
 };
 
-// At most `rows` lines of at most `cols` characters. Workers are listed
+// At most `rows` lines of at most `cols` columns (fit_width). Workers are listed
 // stalled first, then running ones by time since progress (longest first),
 // then parked ones the same way; those that do not fit are counted on the
 // last line.
 std::vector<std::string> render_top(const TopScreen& s, int rows, int cols);
 
-// `line` cut to `cols` characters (UTF-8 sequences counted as one, never cut).
+// `line` cut to `cols` terminal columns, conservatively: an ASCII character
+// is one column, any other (a UTF-8 sequence, never cut) two, the most one
+// can take, so that no line wraps whatever the terminal's widths.
 std::string fit_width(const std::string& line, int cols);
 
 }  // namespace sw::cli

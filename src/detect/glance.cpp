@@ -8,7 +8,7 @@
 namespace sw::detect {
 
 std::vector<WorkerGlance> glance(const table::Snapshot& first, const table::Snapshot& second, ReadSpan span,
-                                 Duration threshold, const FrozenProbe& frozen) {
+                                 Duration threshold, const FrozenProbe& frozen, const GoneProbe& gone) {
     std::vector<WorkerGlance> out;
     out.reserve(second.workers.size());
     // A table may hold 65536 workers: by slot, not one search each.
@@ -18,6 +18,7 @@ std::vector<WorkerGlance> glance(const table::Snapshot& first, const table::Snap
     for (const auto& w : second.workers) {
         WorkerGlance g;
         g.worker = w;
+        g.gone = w.tid <= 0 || (gone && gone(w.tid));
         auto found = at_first.find(w.slot);
         const table::Worker* before = found != at_first.end() && found->second->same_identity(w) ? found->second : nullptr;
         if (before) {
@@ -27,7 +28,7 @@ std::vector<WorkerGlance> glance(const table::Snapshot& first, const table::Snap
             // taken. Not moved: none came between the two values.
             g.since = g.moved ? SinceProgress{Duration::zero(), span.across} : SinceProgress{span.between, {}};
             bool running = before->state == table::WorkerState::running && w.state == table::WorkerState::running;
-            if (!g.moved && running && span.between >= threshold) {
+            if (!g.moved && running && span.between >= threshold && !g.gone) {
                 g.frozen = frozen && frozen(w.tid);
                 g.stalled = !g.frozen;
             }
@@ -54,14 +55,27 @@ Config live_detector_config(const LiveConfig& cfg) {
 
 LiveView::LiveView(LiveConfig cfg) : cfg_(cfg), detector_(live_detector_config(cfg)) {}
 
-void LiveView::observe(const table::Snapshot& snap, Clock::time_point now, const FrozenProbe& frozen) {
-    // Which threads the detector found frozen (it asks only about running
-    // workers whose progress did not move).
-    std::set<pid_t> frozen_now;
+void LiveView::observe(const table::Snapshot& snap, Clock::time_point now, const FrozenProbe& frozen,
+                       const GoneProbe& gone) {
+    // Which threads the detector found frozen or gone (it asks only about
+    // running workers whose progress did not move). Neither kind's time
+    // counts toward a stall.
+    std::set<pid_t> asked, frozen_now, gone_now;
     auto probe = [&](pid_t tid) {
-        bool f = frozen && frozen(tid);
-        if (f) frozen_now.insert(tid);
-        return f;
+        asked.insert(tid);
+        if (tid <= 0) {
+            gone_now.insert(tid);
+            return true;
+        }
+        if (frozen && frozen(tid)) {
+            frozen_now.insert(tid);
+            return true;
+        }
+        if (gone && gone(tid)) {
+            gone_now.insert(tid);
+            return true;
+        }
+        return false;
     };
     auto events = detector_.observe(snap, now, probe);
 
@@ -69,10 +83,14 @@ void LiveView::observe(const table::Snapshot& snap, Clock::time_point now, const
     for (const auto& w : snap.workers) {
         Key key{w.slot, w.generation, w.tid};
         Track t;
+        bool moved = false;
         if (auto it = tracks_.find(key); it != tracks_.end()) {
             t = std::move(it->second);
-            if (w.progress != t.last.progress) {
-                t.value_since = now;
+            moved = w.progress != t.last.progress;
+            if (moved) {
+                // It moved after the previous read took the old value, not
+                // just before this one: the bound is from that read.
+                t.value_since = t.last_read;
                 t.progress_seen = true;
             }
         } else {  // first seen now: its value's age is unknown
@@ -82,12 +100,30 @@ void LiveView::observe(const table::Snapshot& snap, Clock::time_point now, const
         }
         if (now - t.mark_at >= cfg_.rate_window) {
             double seconds = std::chrono::duration<double>(now - t.mark_at).count();
-            t.rate = static_cast<double>(w.progress - t.mark_progress) / seconds;  // wraps as the counter does
+            // A counter that went backwards (no shim does that: a table
+            // written by something else) has no rate: NaN, not 1.8e19/s.
+            t.rate = w.progress >= t.mark_progress
+                         ? static_cast<double>(w.progress - t.mark_progress) / seconds
+                         : std::numeric_limits<double>::quiet_NaN();
             t.mark_at = now;
             t.mark_progress = w.progress;
         }
         t.last = w;
+        t.last_read = now;
         t.frozen = frozen_now.count(w.tid) > 0;
+        if (w.tid <= 0) {
+            t.gone = true;
+        } else if (asked.count(w.tid) > 0) {
+            t.gone = gone_now.count(w.tid) > 0;
+        } else if (moved) {
+            t.gone = false;  // somebody moves it: its thread, alive
+        } else if (gone && (!t.gone_asked_ever || now - t.gone_asked >= cfg_.rate_window)) {
+            // Parked, or just registered: not asked by the detector, and
+            // not every read either.
+            t.gone = gone(w.tid);
+            t.gone_asked = now;
+            t.gone_asked_ever = true;
+        }
         next.emplace(key, std::move(t));
     }
     tracks_ = std::move(next);
@@ -116,8 +152,9 @@ std::vector<LiveWorker> LiveView::workers(Clock::time_point now) const {
         w.progress_seen = t.progress_seen;
         w.rate = t.rate;
         w.stalls = t.stalls;
-        w.stalled = t.stalled;
-        w.frozen = t.frozen;
+        w.gone = t.gone;
+        w.frozen = t.frozen && !t.gone;
+        w.stalled = t.stalled && !w.gone && !w.frozen;
         out.push_back(std::move(w));
     }
     return out;

@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <tuple>
@@ -40,21 +41,29 @@ struct SinceProgress {
     std::optional<Duration> at_most;
 };
 
+// Whether thread `tid` is no running thread of the process now: it exited
+// without unregistering its worker (or, in a nested PID namespace, names no
+// thread this monitor can see). Asked only for tids above 0: a tid of 0 (one
+// the namespace translation found no thread for) is gone without asking.
+using GoneProbe = std::function<bool(pid_t tid)>;
+
 struct WorkerGlance {
     table::Worker worker;           // as the second read saw it
     bool seen_at_first = false;     // the same registration was at the first read
     bool moved = false;             // its progress moved between the two reads
     std::optional<SinceProgress> since;  // nullopt when it registered between the reads
     bool frozen = false;            // running, unmoved, its thread stopped by a signal or a tracer
+    bool gone = false;              // its thread is gone (GoneProbe): never stalled, never frozen
     // Running at both reads, progress unmoved, `between` at least the
-    // threshold, and its thread not frozen. Never a parked worker.
+    // threshold, and its thread there and not frozen. Never a parked worker.
     bool stalled = false;
 };
 
-// The workers of `second` (in its order), compared with `first`. `frozen` is
-// asked only about workers that would otherwise be stalled.
+// The workers of `second` (in its order), compared with `first`. `gone` is
+// asked about every worker whose tid is above 0, `frozen` only about those
+// that would otherwise be stalled.
 std::vector<WorkerGlance> glance(const table::Snapshot& first, const table::Snapshot& second, ReadSpan span,
-                                 Duration threshold, const FrozenProbe& frozen);
+                                 Duration threshold, const FrozenProbe& frozen, const GoneProbe& gone = {});
 
 // ---- the live view ----
 
@@ -66,25 +75,36 @@ struct LiveConfig {
 
 struct LiveWorker {
     table::Worker worker;  // as last read
-    // Time since the read that first saw its current progress value. When
-    // `progress_seen` (the value changed while this view watched), the last
-    // progress came at most one read interval before that read: the time is
-    // right to within `read_interval`. Otherwise the value has not changed
-    // since the view first saw the worker, and this is only a lower bound.
+    // When `progress_seen` (the value changed while this view watched): an
+    // upper bound on the time since its last progress, the time since the
+    // start of the last read that still saw the previous value (the progress
+    // came after that read took it). It exceeds the true time by at most the
+    // gap between that read and the next, about one read interval.
+    // Otherwise the value has not changed since the view first saw the
+    // worker, and this is only a lower bound: the time since that first read.
     Duration since_progress{};
     bool progress_seen = false;
-    std::optional<double> rate;  // progress per second over the last rate window; nullopt until one passed
+    // Progress per second over the last rate window; nullopt until one
+    // passed; NaN when the counter went backwards in it (not a shim's table).
+    std::optional<double> rate;
     std::uint64_t stalls = 0;    // stall episodes this view saw begin (by the detector's rule)
-    bool stalled = false;        // in a stall episode now
+    // In a stall episode now, its thread neither gone nor frozen (a debugger
+    // that stops the thread after the stall began makes it `frozen`).
+    bool stalled = false;
     bool frozen = false;         // at the last read: unmoved, thread stopped by a signal or a tracer
+    bool gone = false;           // its thread is gone (GoneProbe): its time does not count
 };
 
 class LiveView {
 public:
     explicit LiveView(LiveConfig cfg);
 
-    // Feeds one read made at `now`.
-    void observe(const table::Snapshot& snap, Clock::time_point now, const FrozenProbe& frozen);
+    // Feeds one read made at `now`. `frozen`, then `gone`, are asked about
+    // running workers whose progress did not move (a gone or frozen
+    // thread's time does not count toward a stall); `gone` is asked about
+    // other unmoved workers at most once per rate window.
+    void observe(const table::Snapshot& snap, Clock::time_point now, const FrozenProbe& frozen,
+                 const GoneProbe& gone = {});
 
     // The workers of the last read, as of `now`, in slot order.
     std::vector<LiveWorker> workers(Clock::time_point now) const;
@@ -97,7 +117,10 @@ private:
 
     struct Track {
         table::Worker last;
-        Clock::time_point value_since{};  // the read that first saw `last.progress`
+        // progress_seen: the last read that saw the value before `last.progress`
+        // (the progress came after it); else the first read of this worker.
+        Clock::time_point value_since{};
+        Clock::time_point last_read{};    // the last read that saw this worker
         bool progress_seen = false;
         Clock::time_point mark_at{};      // start of the current rate window
         std::uint64_t mark_progress = 0;
@@ -105,6 +128,9 @@ private:
         std::uint64_t stalls = 0;
         bool stalled = false;
         bool frozen = false;
+        bool gone = false;
+        Clock::time_point gone_asked{};  // when `gone` was last asked outside the detector's probe
+        bool gone_asked_ever = false;
     };
 
     LiveConfig cfg_;

@@ -21,6 +21,27 @@ Status check_process(pid_t pid);
 // gone or cannot be read.
 std::optional<pid_t> process_of_thread(pid_t id);
 
+// The state letter of thread `tid` of process `pid` (/proc/PID/task/TID/stat:
+// R, S, D, T, t, Z, X ...), '?' when there is no such thread of that process
+// or it cannot be read.
+char thread_state_letter(pid_t pid, pid_t tid);
+
+// When the main thread of `pid` has exited (pthread_exit(), a zombie now)
+// while other threads run on, one of those: its /proc/PID/task/TID entries
+// show the files and memory the process shares, which the main thread's
+// /proc/PID/fd and /proc/PID/maps no longer do (they are empty then).
+// nullopt when the main thread runs, or no thread of `pid` does.
+std::optional<pid_t> stand_in_thread(pid_t pid);
+
+// The directory of the open files of `pid`: /proc/PID/fd, or that of its
+// stand_in_thread() when its main thread has exited.
+std::string fd_dir(pid_t pid);
+
+// No thread of `pid` runs any more: it is gone, or a zombie waiting for its
+// parent. A process whose main thread exited while others run on has not
+// ended. Without a pidfd to ask (Target::exited() asks one when it can).
+bool process_ended(pid_t pid);
+
 // The process's comm name, or "?" when it cannot be read.
 std::string comm(pid_t pid);
 

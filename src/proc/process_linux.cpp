@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -43,6 +44,52 @@ std::optional<pid_t> process_of_thread(pid_t id) {
         return tgid;
     }
     return std::nullopt;
+}
+
+char thread_state_letter(pid_t pid, pid_t tid) {
+    char buf[512];
+    int fd = ::open(fmt::format("/proc/{}/task/{}/stat", pid, tid).c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return '?';
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    ::close(fd);
+    if (n <= 0) return '?';
+    // "tid (comm) S ...": comm may hold spaces and parentheses (at most 15
+    // bytes of it, so the state is within the first read); the state
+    // follows the last ')'.
+    std::string_view stat(buf, static_cast<std::size_t>(n));
+    auto close = stat.rfind(')');
+    if (close == std::string_view::npos || close + 2 >= stat.size()) return '?';
+    return stat[close + 2];
+}
+
+namespace {
+bool dead_state(char s) { return s == 'Z' || s == 'X'; }
+}  // namespace
+
+std::optional<pid_t> stand_in_thread(pid_t pid) {
+    if (thread_state_letter(pid, pid) != 'Z') return std::nullopt;
+    auto tids = numeric_entries(fmt::format("/proc/{}/task", pid));
+    if (!tids) return std::nullopt;
+    for (pid_t tid : *tids) {
+        if (tid == pid) continue;
+        char s = thread_state_letter(pid, tid);
+        if (s != '?' && !dead_state(s)) return tid;
+    }
+    return std::nullopt;
+}
+
+std::string fd_dir(pid_t pid) {
+    if (auto tid = stand_in_thread(pid)) return fmt::format("/proc/{}/task/{}/fd", pid, *tid);
+    return fmt::format("/proc/{}/fd", pid);
+}
+
+bool process_ended(pid_t pid) {
+    if (::kill(pid, 0) != 0 && errno == ESRCH) return true;
+    char leader = thread_state_letter(pid, pid);
+    if (leader == '?') return ::kill(pid, 0) != 0 && errno == ESRCH;  // unreadable: only what kill says
+    if (!dead_state(leader)) return false;
+    // The main thread is a zombie: the process ended unless another thread runs on.
+    return !stand_in_thread(pid).has_value();
 }
 
 std::string comm(pid_t pid) {

@@ -87,7 +87,9 @@ Result<TableFile> TableFile::open(pid_t pid, std::shared_ptr<NamespaceIds> ids) 
     if (auto st = check_process(pid); !st) return std::move(st).error();
     if (!ids) ids = std::make_shared<NamespaceIds>(pid);
 
-    std::string dir = fmt::format("/proc/{}/fd", pid);
+    // /proc/PID/fd, or a running thread's when the main thread has exited
+    // (pthread_exit()) while others run on: the main thread's is empty then.
+    std::string dir = fd_dir(pid);
     std::unique_ptr<DIR, DirCloser> d(::opendir(dir.c_str()));
     if (!d) return access_error(pid, errno, "the open files");
 

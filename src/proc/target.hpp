@@ -77,7 +77,8 @@ public:
     virtual ThreadState thread_state(pid_t tid) = 0;
     // Stopped by a signal or by a tracer: not a stall of its own making.
     virtual bool thread_frozen(pid_t tid) = 0;
-    // `tid` is a thread of this process right now.
+    // `tid` is a thread of this process right now, and has not exited (an
+    // exited main thread that waits for the others, a zombie, has).
     virtual bool has_thread(pid_t tid) = 0;
 
     // ---- its memory and files ----
@@ -96,7 +97,8 @@ public:
     // Finds and opens its progress table (errors as TableFile::open).
     virtual Result<TableFile> open_table() = 0;
     // The file behind its descriptor `fd`, nullopt when it has none (closed,
-    // or the process is gone).
+    // or the process is gone). Still answered after its main thread exited
+    // while others run on.
     virtual std::optional<FileId> fd_file(int fd) = 0;
     // What its descriptor `fd` refers to, as the platform names it (on
     // Linux the /proc/PID/fd/N link: "/var/db/x", "socket:[123]", "pipe:[4]");
@@ -107,7 +109,8 @@ public:
     // A descriptor that becomes readable when it exits; invalid when the
     // platform has none (then poll exited()).
     virtual UniqueFd exit_notifier() = 0;
-    // It has exited (a zombie counts as exited).
+    // It has exited: no thread of it runs (a zombie counts as exited). A
+    // process whose main thread exited while other threads run on has not.
     virtual bool exited() = 0;
 
     // ---- stopping one thread (capture.hpp) ----

@@ -2,6 +2,7 @@
 // (memory_linux.cpp) and a pidfd.
 #include <fcntl.h>
 #include <linux/openat2.h>
+#include <poll.h>
 #include <pwd.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -149,9 +150,26 @@ public:
 
     ThreadState thread_state(pid_t tid) override { return read_thread_state(pid_, tid); }
     bool thread_frozen(pid_t tid) override { return proc::thread_frozen(pid_, tid); }
-    bool has_thread(pid_t tid) override { return process_of_thread(tid) == pid_; }
+    // /proc/PID/task/TID exists only for a thread of PID; an exited main
+    // thread waiting for the others (a zombie) is no running thread.
+    bool has_thread(pid_t tid) override {
+        if (tid <= 0) return false;
+        char s = thread_state_letter(pid_, tid);
+        return s != '?' && s != 'Z' && s != 'X';
+    }
 
-    Result<std::vector<Mapping>> mappings() override { return read_maps(pid_); }
+    Result<std::vector<Mapping>> mappings() override {
+        auto maps = read_maps(pid_);
+        // Empty: the main thread has exited (pthread_exit()) while others run
+        // on. Its /proc entries for the memory, the map and the root are gone
+        // with it; stacks are not taken then (man/stallwatch.1, status).
+        if (maps && maps->empty() && stand_in_thread(pid_))
+            return make_error(Errc::io, fmt::format("the main thread of pid {} has exited (pthread_exit) while "
+                                                    "others run on: its memory map can no longer be read, so no "
+                                                    "stack is taken",
+                                                    pid_));
+        return maps;
+    }
     MemoryReader& memory() override { return *memory_; }
     std::unique_ptr<FileAccess> file_access() override { return std::make_unique<FsAccess>(pid_); }
 
@@ -204,27 +222,47 @@ public:
     // Exec closes the table (MFD_CLOEXEC): the watch compares this with
     // what it opened to tell whether the process still holds that table.
     std::optional<FileId> fd_file(int fd) override {
-        struct stat st {};
-        if (fd < 0 || ::stat(fmt::format("/proc/{}/fd/{}", pid_, fd).c_str(), &st) != 0) return std::nullopt;
-        return FileId{static_cast<std::uint64_t>(st.st_dev), static_cast<std::uint64_t>(st.st_ino)};
+        if (fd < 0) return std::nullopt;
+        return through_fd_dir(fd, [](const std::string& path) -> std::optional<FileId> {
+            struct stat st {};
+            if (::stat(path.c_str(), &st) != 0) return std::nullopt;
+            return FileId{static_cast<std::uint64_t>(st.st_dev), static_cast<std::uint64_t>(st.st_ino)};
+        });
     }
 
     std::optional<std::string> fd_target(int fd) override {
         if (fd < 0) return std::nullopt;
-        char buf[512];
-        ssize_t n = ::readlink(fmt::format("/proc/{}/fd/{}", pid_, fd).c_str(), buf, sizeof buf);
-        if (n <= 0) return std::nullopt;
-        return std::string(buf, static_cast<std::size_t>(n));
+        return through_fd_dir(fd, [](const std::string& path) -> std::optional<std::string> {
+            char buf[512];
+            ssize_t n = ::readlink(path.c_str(), buf, sizeof buf);
+            if (n <= 0) return std::nullopt;
+            return std::string(buf, static_cast<std::size_t>(n));
+        });
     }
 
     // Readable when the process exits (Linux 5.3+); invalid if unavailable.
     UniqueFd exit_notifier() override { return UniqueFd(static_cast<int>(::syscall(SYS_pidfd_open, pid_, 0))); }
 
+    // Every thread has exited (a zombie, not yet reaped by its parent, is
+    // gone for us too). Not when only the main thread has (pthread_exit())
+    // and others run on: the process works on, its leader a zombie. A pidfd
+    // says so as the kernel's wait(2) does (readable only once the whole
+    // thread group has exited); without one, /proc and kill(2).
     bool exited() override {
-        if (::kill(pid_, 0) != 0 && errno == ESRCH) return true;
-        // A zombie (exited, not yet reaped by its parent) is gone for us too.
-        auto st = read_thread_state(pid_, pid_);
-        return st.state == 'Z' || st.state == 'X';
+        if (exited_) return true;
+        if (!pidfd_tried_) {
+            pidfd_tried_ = true;
+            int fd = static_cast<int>(::syscall(SYS_pidfd_open, pid_, 0));
+            if (fd < 0 && errno == ESRCH) return exited_ = true;
+            pidfd_.reset(fd);
+        }
+        if (pidfd_.valid()) {
+            pollfd p{pidfd_.get(), POLLIN, 0};
+            int n = ::poll(&p, 1, 0);
+            if (n > 0) return exited_ = true;
+            if (n == 0) return false;
+        }
+        return exited_ = process_ended(pid_);
     }
 
     Result<CaptureOutcome> capture(pid_t tid, const std::vector<Mapping>& maps, const CaptureOptions& opt,
@@ -233,6 +271,21 @@ public:
     }
 
 private:
+    // `use` applied to /proc/PID/fd/N, or, once the main thread has exited
+    // while others run on (its fd directory is empty then), to the same
+    // descriptor through a thread that runs on: they share one table of
+    // files. The first answer that is not empty.
+    template <class Use>
+    auto through_fd_dir(int fd, const Use& use) -> decltype(use(std::string())) {
+        auto via_thread = [&] { return use(fmt::format("/proc/{}/task/{}/fd/{}", pid_, stand_in_, fd)); };
+        if (stand_in_ > 0)
+            if (auto r = via_thread()) return r;
+        if (auto r = use(fmt::format("/proc/{}/fd/{}", pid_, fd))) return r;
+        stand_in_ = stand_in_thread(pid_).value_or(0);
+        if (stand_in_ > 0) return via_thread();
+        return {};
+    }
+
     // Read on first use: `list` opens a target for every process.
     const std::shared_ptr<NamespaceIds>& ids_ptr() {
         if (!ids_) ids_ = std::make_shared<NamespaceIds>(pid_);
@@ -243,6 +296,10 @@ private:
     pid_t pid_;
     std::unique_ptr<MemoryReader> memory_;
     std::shared_ptr<NamespaceIds> ids_;
+    UniqueFd pidfd_;            // for exited(), opened at its first call
+    bool pidfd_tried_ = false;
+    bool exited_ = false;       // once exited, always
+    pid_t stand_in_ = 0;        // a thread that runs on after the main thread exited, or 0
 };
 
 }  // namespace

@@ -8,19 +8,12 @@
 #include <string_view>
 
 #include "proc/maps.hpp"
+#include "proc/process.hpp"
 
 namespace sw::proc {
 namespace {
 
-char read_state(pid_t pid, pid_t tid) {
-    auto stat = read_text_file(fmt::format("/proc/{}/task/{}/stat", pid, tid));
-    if (!stat) return '?';
-    // "tid (comm) S ...": comm may hold spaces and parentheses; the state
-    // follows the last ')'.
-    auto close = stat->rfind(')');
-    if (close == std::string::npos || close + 2 >= stat->size()) return '?';
-    return (*stat)[close + 2];
-}
+char read_state(pid_t pid, pid_t tid) { return thread_state_letter(pid, tid); }
 
 }  // namespace
 

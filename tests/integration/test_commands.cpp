@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "support/child.hpp"
+#include "support/process.hpp"
 #include "support/skip.hpp"
 
 using namespace sw::test;
@@ -79,17 +80,26 @@ TEST_CASE("a report that cannot be written names the file and the reason, and ex
     }
 }
 
+// The stall fixture under `run`: the victim stalls 2s from 0.5s after it is
+// ready (long after the watch found the table, even on a loaded machine),
+// and the program exits at 4s (the victim done 1.5s before).
+std::vector<std::string> run_stall_fixture() {
+    return {fixture("sw_fixture_stall"), "--delay-ms", "500", "--stall-ms", "2000", "--exit-after-ms", "4000"};
+}
+
 TEST_CASE("run: a report that cannot be written is named, and the program runs on") {
-    auto r = run({stallwatch_binary(), "run", "-o", "/dev/full", "--", fixture("sw_fixture_stall"), "--stall-ms",
-                  "300", "--exit-after-ms", "600"});
+    std::vector<std::string> argv = {stallwatch_binary(), "run", "--threshold", "500ms", "-o", "/dev/full", "--"};
+    for (const auto& a : run_stall_fixture()) argv.push_back(a);
+    auto r = run(argv);
     CHECK(r.exit_code == 0);  // the program's status
     CHECK(r.err.find("stallwatch: cannot write to /dev/full: No space left on device\n") != std::string::npos);
     CHECK(r.out.find("victim: done") != std::string::npos);
 }
 
 TEST_CASE("run ends with the closing line of attach: the pid, and how many reports it made") {
-    auto r = run({stallwatch_binary(), "run", "--threshold", "100ms", "--", fixture("sw_fixture_stall"), "--stall-ms",
-                  "300", "--exit-after-ms", "600"});
+    std::vector<std::string> argv = {stallwatch_binary(), "run", "--threshold", "500ms", "--"};
+    for (const auto& a : run_stall_fixture()) argv.push_back(a);
+    auto r = run(argv);
     INFO(r.out << r.err);
     CHECK(r.exit_code == 0);  // the program's status
     auto pid = field(r.out.substr(0, r.out.find('\n')), "pid");
@@ -100,7 +110,32 @@ TEST_CASE("run ends with the closing line of attach: the pid, and how many repor
                             std::regex("\nstallwatch: pid " + std::to_string(*pid) +
                                        " exited; ([1-9][0-9]*) stall report\\(s\\) made(, [0-9]+ withdrawn \\(the "
                                        "worker moved on while it was being sampled\\))?\n$")));
-    CHECK(r.err.find("STALL #1: worker \"victim\"") != std::string::npos);
+    CHECK(std::regex_search(r.err, std::regex("STALL #[0-9]+: worker \"victim\"")));
+}
+
+TEST_CASE("attach to a process whose main thread exited (pthread_exit): the stall is reported, without a stack "
+          "and saying why, and the watch ends when the process does") {
+    Started fx({fixture("sw_fixture_stall"), "--workers", "1", "--stall-ms", "60000", "--main-exits"});
+    const std::string pid = std::to_string(fx.get("pid"));
+    auto r = run({stallwatch_binary(), "attach", pid, "--once", "--threshold", "300ms"});
+    INFO(r.out << r.err);
+    CHECK(r.exit_code == 0);
+    CHECK(r.out.find("STALL #1: worker \"victim\"") != std::string::npos);
+    CHECK(r.out.find("  no stack: the main thread of pid " + pid +
+                     " has exited (pthread_exit) while others run on: its memory map can no longer be read, so no "
+                     "stack is taken\n") != std::string::npos);
+    CHECK(r.err.find("no longer holds the table") == std::string::npos);
+
+    // A watch that runs on: not fooled into "exited" by the main thread's
+    // end, it ends with exit 2 when the last threads do.
+    Process watch({stallwatch_binary(), "attach", pid, "--threshold", "300ms"});
+    CHECK(watch.wait_for([&] { return watch.out().find("STALL #1: worker \"victim\"") != std::string::npos; },
+                         std::chrono::seconds(30)));
+    fx.child.finish();
+    REQUIRE(watch.wait(std::chrono::seconds(30)).has_value());
+    INFO(watch.out() << watch.err());
+    CHECK(watch.exit_code() == 2);
+    CHECK(watch.err().find("stallwatch: pid " + pid + " exited; ") != std::string::npos);
 }
 
 TEST_CASE("a thread id given for a pid is taken as its process, with a note") {

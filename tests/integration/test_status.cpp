@@ -12,11 +12,13 @@
 #include <nlohmann/json.hpp>
 
 #include <fstream>
+#include <iterator>
 #include <set>
 #include <sstream>
 
 #include "proc/table_file.hpp"
 #include "support/child.hpp"
+#include "support/process.hpp"
 #include "support/skip.hpp"
 #include "support/temp_dir.hpp"
 
@@ -139,6 +141,14 @@ TEST_CASE("status flags a running worker without progress STALLED, and neither a
         CHECK(row.find(" <3") != std::string::npos);  // moved: less than the time across both reads, ~300ms
     }
     CHECK(r.out.find("\n(1 STALLED: running, with no progress between two reads of the table 3") != std::string::npos);
+    // Every worker line has the same fields (FLAG is "-" when empty), the name last.
+    CHECK(row_of(r.out, "busy-0").find(" -        busy-0") != std::string::npos);
+    for (const char* name : {"victim", "busy-0", "busy-1"}) {
+        std::istringstream fields(row_of(r.out, name));
+        std::vector<std::string> f{std::istream_iterator<std::string>(fields), std::istream_iterator<std::string>()};
+        CHECK_MESSAGE(f.size() == 7, name);
+        CHECK(f.back() == name);
+    }
 
     Fixture parked({"--running", "1", "--parked", "1"});
     r = run({stallwatch_binary(), "status", std::to_string(parked.child.pid()), "-t", "300ms"});
@@ -207,11 +217,152 @@ TEST_CASE("status --format json: one status_worker event per worker and a status
 }
 
 TEST_CASE("status of a process that exits between its two reads: exit 2, not a table of stalls") {
-    StallFixture stall({"--workers", "1", "--exit-after-ms", "300"});
-    auto r = run({stallwatch_binary(), "status", std::to_string(stall.pid), "-t", "1s"});
+    // It exits 1.5s after it said ready: long after the first read, even on
+    // a loaded machine, and long before the second, 4s later.
+    StallFixture stall({"--workers", "1", "--exit-after-ms", "1500"});
+    auto r = run({stallwatch_binary(), "status", std::to_string(stall.pid), "-t", "4s"});
     CHECK(r.exit_code == 2);
     CHECK(r.out.empty());
     CHECK(r.err == "stallwatch: pid " + std::to_string(stall.pid) + " exited while its table was being read\n");
+}
+
+// The state letter of the main thread of `pid` (/proc/PID/stat), '?' when unreadable.
+char main_thread_state(pid_t pid) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+    std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    auto close = stat.rfind(')');
+    return close == std::string::npos || close + 2 >= stat.size() ? '?' : stat[close + 2];
+}
+
+TEST_CASE("status of a process whose main thread exited (pthread_exit) while its workers run on: a live "
+          "process, its table read and its stall seen, and exit 2 only once every thread is gone") {
+    StallFixture stall({"--workers", "1", "--stall-ms", "60000", "--main-exits"});
+    // The main thread is a zombie now: /proc/PID/fd and /proc/PID/maps are empty.
+    REQUIRE(poll_until([&] { return main_thread_state(stall.pid) == 'Z'; }, std::chrono::seconds(30)));
+    auto r = run({stallwatch_binary(), "status", std::to_string(stall.pid), "-t", "300ms"});
+    INFO(r.out << r.err);
+    REQUIRE(r.exit_code == 0);
+    CHECK(r.err.empty());
+    CHECK(r.out.find("2 of 256 slots in use (2 running, 0 parked)") != std::string::npos);
+    CHECK(row_of(r.out, "victim").find(" STALLED  victim") != std::string::npos);
+    auto busy = row_of(r.out, "busy-0");
+    REQUIRE_FALSE(busy.empty());
+    CHECK(busy.find("STALLED") == std::string::npos);
+    CHECK(busy.find(" <3") != std::string::npos);  // it moved between the reads
+
+
+    // The last threads exit between the two reads (the fixture, not reaped
+    // by the test until the end, is a zombie then): exited, exit 2.
+    StallFixture ending({"--workers", "1", "--stall-ms", "60000", "--main-exits", "--exit-after-ms", "1500"});
+    r = run({stallwatch_binary(), "status", std::to_string(ending.pid), "-t", "4s"});
+    CHECK(r.exit_code == 2);
+    CHECK(r.out.empty());
+    CHECK(r.err == "stallwatch: pid " + std::to_string(ending.pid) + " exited while its table was being read\n");
+}
+
+// The hostile writer (no shim): slot 0 "own" running and never moving, slot 1
+// "idle" parked, slot 2 "foreign" running with tid `foreign`, which is not a
+// thread of the writer. `prefix` runs it (unshare ...), or nothing.
+struct ForeignSlot {
+    Child child;
+    pid_t pid = 0;  // as we see it
+    ForeignSlot(std::vector<std::string> prefix, pid_t foreign)
+        : child([&] {
+              prefix.insert(prefix.end(), {fixture("hostile/sw_hostile_writer"), "--mode", "foreign", "--tid",
+                                           std::to_string(foreign)});
+              return prefix;
+          }()) {
+        auto line = child.read_line();
+        REQUIRE_MESSAGE(line.has_value(), "the hostile writer did not say ready");
+        pid = child.pid();
+        if (field(*line, "pid") == child.pid()) return;  // no prefix: the writer itself
+        // Under unshare --fork, the writer is its child.
+        pid = 0;
+        REQUIRE(poll_until(
+            [&] {
+                std::ifstream in("/proc/" + std::to_string(child.pid()) + "/task/" + std::to_string(child.pid()) +
+                                 "/children");
+                return static_cast<bool>(in >> pid) && pid > 0;
+            },
+            std::chrono::seconds(10)));
+    }
+};
+
+std::map<std::string, nlohmann::json> status_workers_by_name(const std::string& out) {
+    std::map<std::string, nlohmann::json> by_name;
+    std::istringstream in(out);
+    for (std::string line; std::getline(in, line);) {
+        auto e = nlohmann::json::parse(line);
+        if (e["event"] == "status_worker") by_name[e["thread.name"].get<std::string>()] = e;
+    }
+    return by_name;
+}
+
+void check_schema(const std::string& jsonl) {
+    TempDir tmp("sw-status");
+    std::string path = tmp.file("status.jsonl");
+    std::ofstream(path) << jsonl;
+    auto v = run({"/usr/bin/python3", std::string(STALLWATCH_SOURCE_DIR) + "/tests/support/validate-events.py",
+                  std::string(STALLWATCH_SOURCE_DIR) + "/docs/json-events.schema.json", path});
+    INFO(v.out << v.err);
+    CHECK(v.exit_code == 0);
+}
+
+TEST_CASE("status: a worker whose thread is not one of the process is gone, not STALLED") {
+    StallFixture other({"--workers", "1", "--stall-ms", "60000"});
+    ForeignSlot w({}, other.pid);  // the other process's main thread
+    auto r = run({stallwatch_binary(), "status", std::to_string(w.pid), "-t", "300ms"});
+    INFO(r.out << r.err);
+    REQUIRE(r.exit_code == 0);
+    auto foreign = row_of(r.out, "foreign");
+    CHECK(foreign.find(" " + std::to_string(other.pid) + "  running ") != std::string::npos);
+    CHECK(foreign.find(" >=3") != std::string::npos);
+    CHECK(foreign.find(" gone     foreign") != std::string::npos);
+    CHECK(row_of(r.out, "own").find(" STALLED  own") != std::string::npos);
+    CHECK(row_of(r.out, "idle").find(" -        idle") != std::string::npos);
+    CHECK(r.out.find("\n(1 STALLED: running, with no progress between two reads of the table 3") != std::string::npos);
+    CHECK(r.out.find("; 1 gone (the thread exited without unregistering, or is not visible from here), not "
+                     "counted)\n") != std::string::npos);
+
+    auto j = run({stallwatch_binary(), "status", std::to_string(w.pid), "-t", "300ms", "--format", "json"});
+    INFO(j.out << j.err);
+    REQUIRE(j.exit_code == 0);
+    auto by_name = status_workers_by_name(j.out);
+    REQUIRE(by_name.count("foreign") == 1);
+    CHECK(by_name["foreign"]["thread.id"] == other.pid);
+    CHECK(by_name["foreign"]["stallwatch.thread.gone"] == true);
+    CHECK(by_name["foreign"]["stallwatch.worker.stalled"] == false);
+    CHECK(by_name["own"]["stallwatch.thread.gone"] == false);
+    CHECK(by_name["own"]["stallwatch.worker.stalled"] == true);
+    check_schema(j.out);
+}
+
+TEST_CASE("status of a process in its own PID namespace whose slot names no thread there: thread.id null, gone") {
+    // A user namespace too, so that no privilege is needed for the PID
+    // namespace. Inside it the writer is pid 1: no thread has id 99999.
+    ForeignSlot w({"/usr/bin/unshare", "--user", "--map-root-user", "--pid", "--fork"}, 99999);
+    REQUIRE(w.pid != w.child.pid());
+    auto r = run({stallwatch_binary(), "status", std::to_string(w.pid), "-t", "300ms"});
+    INFO(r.out << r.err);
+    REQUIRE(r.exit_code == 0);
+    CHECK(r.out.find("NS-TID") != std::string::npos);
+    auto foreign = row_of(r.out, "foreign");
+    CHECK(foreign.find("        -     99999  running ") != std::string::npos);
+    CHECK(foreign.find(" gone     foreign") != std::string::npos);
+    CHECK(row_of(r.out, "own").find(" STALLED  own") != std::string::npos);
+
+    auto j = run({stallwatch_binary(), "status", std::to_string(w.pid), "-t", "300ms", "--format", "json"});
+    INFO(j.out << j.err);
+    REQUIRE(j.exit_code == 0);
+    auto by_name = status_workers_by_name(j.out);
+    REQUIRE(by_name.count("foreign") == 1);
+    CHECK(by_name["foreign"]["thread.id"].is_null());
+    CHECK(by_name["foreign"]["stallwatch.thread.id_in_namespace"] == 99999);
+    CHECK(by_name["foreign"]["stallwatch.thread.gone"] == true);
+    CHECK(by_name["foreign"]["stallwatch.worker.stalled"] == false);
+    CHECK(by_name["own"]["thread.id"].is_number_integer());
+    CHECK(by_name["own"]["stallwatch.worker.stalled"] == true);
+    check_schema(j.out);
 }
 
 TEST_CASE("threads registering at once past capacity: exactly capacity slots, all distinct") {

@@ -238,6 +238,40 @@ TEST_CASE("names from the target are made printable") {
     CHECK(sw::printable("ok name") == "ok name");
     CHECK(sw::printable("a\nb\x1b[2J") == "a\\x0ab\\x1b[2J");
     CHECK(sw::printable("back\\slash") == "back\\x5cslash");
+    CHECK(sw::printable("del\x7f") == "del\\x7f");
+    // Well-formed UTF-8 stays: Latin, CJK, a 4-byte emoji, U+00A0 (the first past C1).
+    CHECK(sw::printable("na\xc3\xafve") == "na\xc3\xafve");
+    CHECK(sw::printable("\xe6\x97\xa5\xe6\x9c\xac") == "\xe6\x97\xa5\xe6\x9c\xac");
+    CHECK(sw::printable("\xf0\x9f\x98\x80") == "\xf0\x9f\x98\x80");
+    CHECK(sw::printable("\xc2\xa0") == "\xc2\xa0");
+    // The C1 controls in UTF-8 (U+009B is CSI, U+0085 NEL, U+0080): both bytes escaped.
+    CHECK(sw::printable("a\xc2\x9b" "2Jb") == "a\\xc2\\x9b2Jb");
+    CHECK(sw::printable("\xc2\x85\xc2\x80\xc2\x9f") == "\\xc2\\x85\\xc2\\x80\\xc2\\x9f");
+    // Bytes outside well-formed UTF-8: a raw CSI, a stray continuation, a
+    // lead byte without its continuation, overlong forms, a surrogate, past
+    // U+10FFFF, bytes never used; what follows them is read afresh.
+    CHECK(sw::printable("\x9b" "2J") == "\\x9b2J");
+    CHECK(sw::printable("\x80x") == "\\x80x");
+    CHECK(sw::printable("\xc3x") == "\\xc3x");
+    CHECK(sw::printable("\xe6\x97x") == "\\xe6\\x97x");
+    CHECK(sw::printable("\xc0\xaf") == "\\xc0\\xaf");
+    CHECK(sw::printable("\xe0\x80\xaf") == "\\xe0\\x80\\xaf");
+    CHECK(sw::printable("\xf0\x80\x80\xaf") == "\\xf0\\x80\\x80\\xaf");
+    CHECK(sw::printable("\xed\xa0\x80") == "\\xed\\xa0\\x80");
+    CHECK(sw::printable("\xf4\x90\x80\x80") == "\\xf4\\x90\\x80\\x80");
+    CHECK(sw::printable("\xff\xfe") == "\\xff\\xfe");
+    CHECK(sw::printable("\xc3\xc3\xa9") == "\\xc3\xc3\xa9");  // the second lead byte starts a good sequence
+    CHECK(sw::printable("end\xe6") == "end\\xe6");  // cut short at the end
+    // Whatever the input, the output holds no byte a terminal takes for a control.
+    std::string all;
+    for (int c = 0; c < 256; ++c) all += static_cast<char>(c);
+    for (int c = 0x80; c < 0xa0; ++c) all += std::string("\xc2") + static_cast<char>(c);
+    auto out = sw::printable(all);
+    for (std::size_t i = 0; i < out.size(); ++i) {
+        auto c = static_cast<unsigned char>(out[i]);
+        CHECK_MESSAGE(c >= 0x20, i);
+        CHECK_MESSAGE(c < 0x7f, i);  // every byte of this input past ASCII is escaped
+    }
 }
 
 TEST_CASE("each usage error says what was wrong, in one short line") {
