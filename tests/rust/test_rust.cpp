@@ -4,10 +4,10 @@
 // it is idle, busy with short tasks, or serving a saturating load.
 #include <doctest/doctest.h>
 
-#include <algorithm>
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <regex>
 #include <thread>
 
