@@ -100,14 +100,8 @@ void Sampler::begin_round(const std::vector<table::Worker>& workers) {
 }
 
 std::optional<pid_t> Sampler::thread_of_target(pid_t id_in_target) {
-    if (id_in_target <= 0) return std::nullopt;
-    if (process_.pid_in_namespace() == 0)  // it sees the ids we see
-        return process_.has_thread(id_in_target) ? std::optional<pid_t>(id_in_target) : std::nullopt;
-    auto tids = process_.threads();
-    if (!tids) return std::nullopt;
-    for (pid_t tid : *tids)
-        if (process_.tid_in_namespace(tid) == id_in_target) return tid;
-    return std::nullopt;
+    const pid_t tid = process_.tid_from_namespace(id_in_target);
+    return tid > 0 ? std::optional<pid_t>(tid) : std::nullopt;
 }
 
 namespace {

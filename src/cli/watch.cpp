@@ -195,17 +195,13 @@ std::optional<WatchResult> Watcher::round() {
     auto now = now_();
     auto frozen = [&](pid_t tid) { return process_.thread_frozen(tid); };
     auto events = detector_.observe(*snap, now, frozen);
+    const bool sampling = std::any_of(events.begin(), events.end(), [](const detect::Event& e) {
+        return e.kind == detect::EventKind::stall || e.kind == detect::EventKind::stall_update;
+    });
     // Checked less often than every round (the agent): a stale table's
     // workers look stalled, so check before sampling any of them.
-    if (!checked && std::any_of(events.begin(), events.end(), [](const detect::Event& e) {
-            return e.kind == detect::EventKind::stall || e.kind == detect::EventKind::stall_update;
-        })) {
-        if (left_table() || !table_) return std::nullopt;
-    }
-    if (sampler_ && std::any_of(events.begin(), events.end(), [](const detect::Event& e) {
-            return e.kind == detect::EventKind::stall || e.kind == detect::EventKind::stall_update;
-        }))
-        sampler_->begin_round(snap->workers);
+    if (!checked && sampling && (left_table() || !table_)) return std::nullopt;
+    if (sampling && sampler_) sampler_->begin_round(snap->workers);
     for (std::size_t i = 0; i < events.size(); ++i) {
         const auto& e = events[i];
         if (e.kind == detect::EventKind::recovered || e.kind == detect::EventKind::ended) {

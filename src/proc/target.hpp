@@ -66,6 +66,10 @@ public:
     virtual pid_t pid_in_namespace() = 0;
     // The id it gives its thread `tid`, when that differs from tid; else 0.
     virtual pid_t tid_in_namespace(pid_t tid) = 0;
+    // The reverse: this monitor's id of the thread it calls `inner` (an id
+    // read from its memory); 0 when it has no such thread now. A thread of
+    // another process is never the answer.
+    virtual pid_t tid_from_namespace(pid_t inner) = 0;
     // Its cgroup (v2) path, "" when none (or the root).
     virtual std::string cgroup() = 0;
 

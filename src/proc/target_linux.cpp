@@ -125,6 +125,12 @@ public:
         auto& n = ids();
         return n.nested() ? n.inner_tid(tid) : 0;
     }
+    pid_t tid_from_namespace(pid_t inner) override {
+        if (inner <= 0) return 0;
+        auto& n = ids();
+        const pid_t host = n.nested() ? n.host_tid(inner) : inner;
+        return has_thread(host) ? host : 0;
+    }
     std::string cgroup() override { return NamespaceIds::cgroup_of(pid_); }
 
     Result<std::vector<pid_t>> threads() override {

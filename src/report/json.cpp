@@ -89,6 +89,17 @@ json lock_json(const LockWait& w) {
     return j;
 }
 
+// The fields that name a thread outside the worker fields: a lock's holder,
+// a link of a deadlock.
+json thread_json(pid_t tid, pid_t ns_tid, const std::string& name, bool registered) {
+    json k;
+    k["thread.id"] = tid;
+    k["thread.name"] = str_or_null(name);
+    k["stallwatch.thread.id_in_namespace"] = ns_tid > 0 ? json(ns_tid) : json(nullptr);
+    k["stallwatch.worker.registered"] = registered;
+    return k;
+}
+
 // One line per frame, as code.stacktrace has them.
 std::string stack_lines_of(const std::vector<symbolize::Frame>& frames);
 
@@ -260,11 +271,7 @@ json stack_json(const StallReport& r, const StackFacts& facts, std::size_t dropp
         if (!r.holders.empty()) {
             json holders = json::array();
             for (const auto& h : r.holders) {
-                json k;
-                k["thread.id"] = h.tid;
-                k["thread.name"] = str_or_null(h.name);
-                k["stallwatch.thread.id_in_namespace"] = h.ns_tid > 0 ? json(h.ns_tid) : json(nullptr);
-                k["stallwatch.worker.registered"] = h.registered;
+                json k = thread_json(h.tid, h.ns_tid, h.name, h.registered);
                 k["stallwatch.capture_error"] = str_or_null(h.capture_error);
                 k["stallwatch.stop_window_us"] = static_cast<double>(h.stop_window.count()) / 1e3;
                 k["stallwatch.holder.stacktrace"] =
@@ -364,11 +371,7 @@ public:
         json threads = json::array();
         for (std::size_t i = 0; i < d.cycle.size(); ++i) {
             const auto& l = d.cycle[i];
-            json k;
-            k["thread.id"] = l.tid;
-            k["thread.name"] = str_or_null(l.name);
-            k["stallwatch.thread.id_in_namespace"] = l.ns_tid > 0 ? json(l.ns_tid) : json(nullptr);
-            k["stallwatch.worker.registered"] = l.registered;
+            json k = thread_json(l.tid, l.ns_tid, l.name, l.registered);
             k["stallwatch.frame.application"] = str_or_null(l.at);
             k["stallwatch.lock"] = lock_json(l.waits);
             k["stallwatch.lock.held_by"] = d.cycle[(i + 1) % d.cycle.size()].tid;

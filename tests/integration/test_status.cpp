@@ -20,6 +20,7 @@
 #include "support/child.hpp"
 #include "support/process.hpp"
 #include "support/skip.hpp"
+#include "support/stall_fixture.hpp"
 #include "support/temp_dir.hpp"
 
 using namespace sw::test;
@@ -45,21 +46,6 @@ struct Fixture {
         auto v = field(ready, key);
         REQUIRE_MESSAGE(v.has_value(), "no " << key << " in: " << ready);
         return *v;
-    }
-};
-
-// The stall fixture: its victim blocks at once, its busy workers tick every millisecond.
-struct StallFixture {
-    Child child;
-    pid_t pid = 0;
-    explicit StallFixture(std::vector<std::string> args) : child([&] {
-        args.insert(args.begin(), fixture("sw_fixture_stall"));
-        return args;
-    }()) {
-        auto line = child.read_line();
-        REQUIRE_MESSAGE(line.has_value(), "fixture did not say ready");
-        pid = static_cast<pid_t>(field(*line, "pid").value_or(0));
-        REQUIRE(pid > 0);
     }
 };
 

@@ -19,6 +19,7 @@
 #include "support/child.hpp"
 #include "support/process.hpp"
 #include "support/skip.hpp"
+#include "support/stall_fixture.hpp"
 
 using namespace sw::test;
 
@@ -97,20 +98,6 @@ private:
 };
 
 std::string quoted(const std::string& s) { return "'" + s + "'"; }
-
-struct StallFixture {
-    Child child;
-    pid_t pid = 0;
-    explicit StallFixture(std::vector<std::string> args) : child([&] {
-        args.insert(args.begin(), fixture("sw_fixture_stall"));
-        return args;
-    }()) {
-        auto line = child.read_line();
-        REQUIRE_MESSAGE(line.has_value(), "fixture did not say ready");
-        pid = static_cast<pid_t>(field(*line, "pid").value_or(0));
-        REQUIRE(pid > 0);
-    }
-};
 
 // The row of the screen that names worker `name`.
 std::string row_of(const std::string& screen, const std::string& name) {

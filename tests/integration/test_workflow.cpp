@@ -18,6 +18,7 @@
 
 #include "support/child.hpp"
 #include "support/net.hpp"
+#include "support/stall_fixture.hpp"
 #include "support/temp_dir.hpp"
 
 using namespace sw::test;
@@ -42,21 +43,6 @@ void require_valid_events(const std::string& path) {
     REQUIRE(r.exit_code == 0);
     MESSAGE(r.out);
 }
-
-struct StallFixture {
-    Child child;
-    pid_t pid = 0;
-    explicit StallFixture(std::vector<std::string> args, const std::string& binary = "sw_fixture_stall")
-        : child([&] {
-              args.insert(args.begin(), fixture(binary));
-              return args;
-          }()) {
-        auto line = child.read_line();
-        REQUIRE(line.has_value());
-        pid = static_cast<pid_t>(field(*line, "pid").value_or(0));
-        REQUIRE(pid > 0);
-    }
-};
 
 // Starts `stallwatch ARGS` with stdout and stderr to files; stops it with
 // SIGTERM after `how_long` (a background job of sh ignores SIGINT).

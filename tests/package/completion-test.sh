@@ -35,6 +35,8 @@ expect --once stallwatch attach 1 --on
 expect --all-threads stallwatch dump 1 --all
 expect folded stallwatch dump 1 --format ""
 expect json stallwatch list --format ""
+expect --no-holder-stacks stallwatch attach 1 --no-h
+expect always stallwatch dump 1 --color ""
 expect_not folded stallwatch list --format ""
 expect "$$" stallwatch attach "$$"
 expect -- stallwatch run --

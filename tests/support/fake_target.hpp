@@ -46,6 +46,7 @@ public:
     std::string owner() override { return "tester"; }
     pid_t pid_in_namespace() override { return 0; }
     pid_t tid_in_namespace(pid_t) override { return 0; }
+    pid_t tid_from_namespace(pid_t inner) override { return has_thread(inner) ? inner : 0; }
     std::string cgroup() override { return "/fake.slice/app.service"; }
     Result<std::vector<pid_t>> threads() override {
         std::vector<pid_t> out;
