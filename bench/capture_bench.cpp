@@ -17,6 +17,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/prctl.h>
@@ -39,6 +40,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -199,9 +201,9 @@ RunResult run_command(const std::vector<std::string>& args) {
 // A running sw_fixture_stall; it ends when we close its stdin.
 class Fixture {
 public:
-    Fixture(const std::string& path, int depth, int workers, long delay_ms) {
+    Fixture(const std::string& path, int depth, int workers, long delay_ms, const char* mode = "sleep") {
         Pipe in, out;
-        std::vector<std::string> args{path, "--mode", "sleep", "--stall-ms", "600000", "--depth",
+        std::vector<std::string> args{path, "--mode", mode, "--stall-ms", "600000", "--depth",
                                       std::to_string(depth), "--workers", std::to_string(workers)};
         if (delay_ms > 0) {
             args.push_back("--delay-ms");
@@ -298,10 +300,15 @@ public:
         auto maps = sw::proc::read_maps(pid_);
         if (!maps) die("read_maps: " + maps.error().message);
         maps_ = std::move(*maps);
-        auto still = [&] {
-            if (extra_hold) extra_hold();
-            return table_.read_progress(victim_.slot, victim_.generation) == victim_.progress;
-        };
+        // As the watcher checks it: the slot read with the stack.
+        sw::proc::StillStalled still(
+            [&](std::span<const std::byte> in_window) {
+                if (extra_hold) extra_hold();
+                auto slot = in_window.empty() ? table_.read_slot(victim_.slot, victim_.generation)
+                                              : sw::proc::TableFile::slot_from_bytes(in_window, victim_.generation);
+                return slot && slot->progress == victim_.progress;
+            },
+            table_.slot_location(victim_.slot));
         auto r = sw::proc::capture_thread(pid_, victim_.tid, maps_, sw::proc::CaptureOptions{}, still);
         if (!r) {
             ++failed_;
@@ -513,19 +520,43 @@ private:
 // PTRACE_DETACH; nothing else. `frozen_us` is measured as stallwatch's window
 // is (the stop seen to the detach), `seize_to_detach_us` from the seize.
 struct FloorSample {
-    double frozen_us = 0, seize_to_detach_us = 0;
+    double frozen_us = 0, seize_to_detach_us = 0, interrupt_to_detach_us = 0;
 };
 
-std::optional<FloorSample> floor_capture(pid_t pid, pid_t tid, std::size_t stack_bytes, std::vector<std::byte>& buf) {
+struct FloorExtras {
+    bool poll = false;                       // 50 us of WNOHANG polling first
+    bool realtime = false;                   // SCHED_FIFO 1 around the capture
+    bool rt_late = false;                    // ... raised after the interrupt
+    std::function<void()> in_window;         // run before the detach
+};
+
+std::optional<FloorSample> floor_capture(pid_t pid, pid_t tid, std::size_t stack_bytes, std::vector<std::byte>& buf,
+                                         const FloorExtras& x = {}) {
     if (buf.size() < stack_bytes) buf.assign(stack_bytes, std::byte{0});
+    bool rt = false;
+    if (x.realtime && !x.rt_late) {
+        sched_param p{};
+        p.sched_priority = 1;
+        rt = ::sched_setscheduler(0, SCHED_FIFO, &p) == 0;
+    }
     const auto seized = Clock::now();
     if (::ptrace(PTRACE_SEIZE, tid, nullptr, nullptr) != 0) return std::nullopt;
+    const auto interrupted = Clock::now();
     if (::ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr) != 0) {
         die(fmt::format("floor: PTRACE_INTERRUPT of {}: {}", tid, std::strerror(errno)));
     }
+    if (x.realtime && x.rt_late) {
+        sched_param p{};
+        p.sched_priority = 1;
+        rt = ::sched_setscheduler(0, SCHED_FIFO, &p) == 0;
+    }
     int status = 0;
-    while (::waitpid(tid, &status, __WALL) != tid) {
-        if (errno != EINTR) die(fmt::format("floor: waitpid {}: {}", tid, std::strerror(errno)));
+    auto spin_until = Clock::now() + std::chrono::microseconds(50);
+    for (;;) {
+        bool spinning = x.poll && Clock::now() < spin_until;
+        pid_t r = ::waitpid(tid, &status, __WALL | (spinning ? WNOHANG : 0));
+        if (r == tid) break;
+        if (r < 0 && errno != EINTR) die(fmt::format("floor: waitpid {}: {}", tid, std::strerror(errno)));
     }
     const auto stopped = Clock::now();
     user_regs_struct regs{};
@@ -533,9 +564,43 @@ std::optional<FloorSample> floor_capture(pid_t pid, pid_t tid, std::size_t stack
     iovec local{buf.data(), stack_bytes};
     iovec remote{reinterpret_cast<void*>(regs.rsp - 128), stack_bytes};
     (void)::process_vm_readv(pid, &local, 1, &remote, 1, 0);
+    if (x.in_window) x.in_window();
     ::ptrace(PTRACE_DETACH, tid, nullptr, nullptr);
     const auto detached = Clock::now();
-    return FloorSample{us(detached - stopped), us(detached - seized)};
+    if (rt) {
+        sched_param p{};
+        ::sched_setscheduler(0, SCHED_OTHER, &p);
+    }
+    return FloorSample{us(detached - stopped), us(detached - seized), us(detached - interrupted)};
+}
+
+void ablation(Probe& p10, int n, const char* label) {
+    auto table = open_table(p10.pid());
+    std::vector<std::byte> floor_buf;
+    struct V { const char* name; FloorExtras x; std::vector<double> fr, sz; };
+    std::vector<V> vs;
+    vs.push_back({"floor", {}, {}, {}});
+    vs.push_back({"+poll", {true, false, false, {}}, {}, {}});
+    vs.push_back({"+rt", {false, true, false, {}}, {}, {}});
+    vs.push_back({"+slot pread", {false, false, false, [&] { (void)table.read_progress(0, 0); }}, {}, {}});
+    vs.push_back({"+poll+rt", {true, true, false, {}}, {}, {}});
+    vs.push_back({"+rt late", {false, true, true, {}}, {}, {}});
+    vs.push_back({"+poll+rt late", {true, true, true, {}}, {}, {}});
+    std::vector<double> o, ow;
+    for (int i = 0; i < n; ++i) {
+        for (auto& v : vs) {
+            if (auto f = floor_capture(p10.pid(), p10.tid(), 4096, floor_buf, v.x)) {
+                v.fr.push_back(f->frozen_us);
+                v.sz.push_back(f->interrupt_to_detach_us);
+            }
+            sleep_for_us(1000);
+        }
+        if (auto cap = p10.capture()) o.push_back(us(cap->stopped)), ow.push_back(us(cap->stopped + cap->stop_wait));
+        sleep_for_us(1000);
+    }
+    fmt::print("ablation [{}]\n", label);
+    for (auto& v : vs) fmt::print("  {:12} seen->detach median {:.1f} p90 {:.1f}  interrupt->detach median {:.1f} p90 {:.1f}\n", v.name, stats_of(v.fr).median, stats_of(v.fr).p90, stats_of(v.sz).median, stats_of(v.sz).p90);
+    fmt::print("  {:12} seen->detach median {:.1f} p90 {:.1f}  interrupt->detach median {:.1f} p90 {:.1f}\n", "ours", stats_of(o).median, stats_of(o).p90, stats_of(ow).median, stats_of(ow).p90);
 }
 
 struct CaptureSeries {
@@ -611,7 +676,14 @@ int cold_child(pid_t pid) {
     sw::symbolize::Symbolizer symbolizer(*target, sw::symbolize::Options{});
     auto maps = sw::proc::read_maps(pid);
     if (!maps) return 1;
-    auto still = [&] { return table.read_progress(victim.slot, victim.generation) == victim.progress; };
+    sw::proc::prewarm_capture(sw::proc::CaptureOptions{});  // as Sampler::prewarm and dump do
+    sw::proc::StillStalled still(
+        [&](std::span<const std::byte> in_window) {
+            auto slot = in_window.empty() ? table.read_slot(victim.slot, victim.generation)
+                                          : sw::proc::TableFile::slot_from_bytes(in_window, victim.generation);
+            return slot && slot->progress == victim.progress;
+        },
+        table.slot_location(victim.slot));
     auto r = sw::proc::capture_thread(pid, victim.tid, *maps, sw::proc::CaptureOptions{}, still);
     if (!r || r->dropped) return 1;
     auto t0 = Clock::now();
@@ -871,13 +943,18 @@ int main(int argc, char** argv) {
         if (!cap) continue;
         ours_us.push_back(us(cap->stopped));
         wait_us.push_back(us(cap->stop_wait));
+        (void)p10.unwind(*cap, max_frames);
         sleep_for_us(1000);
         if (auto f = floor_capture(p10.pid(), p10.tid(), cap->stack.bytes.size(), floor_buf)) {
             floor_us.push_back(f->frozen_us);
             floor_seize_us.push_back(f->seize_to_detach_us);
         }
+        (void)p10.unwind(*cap, max_frames);
         sleep_for_us(1000);
     }
+    ablation(p10, n_warm, "idle");
+    { Fixture spin(fixture, 10, 1, 0, "spin"); Probe ps(spin.pid()); ablation(ps, n_warm, "spinning victim"); }
+    { Hogs hogs(4); sleep_for_us(50000); ablation(p10, n_warm, "4 hogs"); }
     auto ours_s = stats_of(ours_us), floor_s = stats_of(floor_us), floor_seize_s = stats_of(floor_seize_us);
     fmt::print("\n[stop window vs the floor, interleaved, depth 10]\n  stallwatch (stop seen -> detach) {}\n"
                "  floor      (stop seen -> detach) {}\n  floor      (seize -> detach)     {}\n"

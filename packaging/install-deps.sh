@@ -22,6 +22,8 @@ SUDO=""
 # in ~/.cargo/bin is used when present). libboost-dev (Boost.Asio, header-only)
 # and libuv1-dev: the adapters' fixtures (fixtures/adapters). tmux: the tests
 # of `stallwatch top` run it in a real terminal (tests/integration/test_top.cpp).
+# strace: a test records the monitor's own system calls to check what it does
+# while a thread is stopped (tests/integration/test_attach.cpp).
 PACKAGES="
   build-essential cmake pkg-config
   libunwind-dev libdw-dev elfutils
@@ -33,7 +35,7 @@ PACKAGES="
   redis-server redis-tools nginx-light python3-dbg nodejs
   librust-tokio-dev librust-hyper-dev librust-libc-dev
   libboost-dev libuv1-dev
-  tmux
+  tmux strace
 "
 if ! command -v cargo >/dev/null 2>&1 && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/cargo" ]; then
   PACKAGES="$PACKAGES cargo"

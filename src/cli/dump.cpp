@@ -96,6 +96,7 @@ int run_dump(const DumpOptions& opt, std::ostream& out, std::ostream& err) {
     Sampler sampler(*process, describe_target(*process, snap ? snap->header.app_name : std::string{}),
                     sampler_options(opt.out));
 
+    proc::prewarm_capture(sampler_options(opt.out).capture);
     if (snap) sampler.begin_round(snap->workers);
     std::set<std::string> deadlocks_said;
     std::size_t sampled = 0;
@@ -109,10 +110,13 @@ int run_dump(const DumpOptions& opt, std::ostream& out, std::ostream& err) {
         std::optional<proc::TableFile::SlotNow> now;
         proc::StillStalled at_capture;
         if (t.registered && table_file)
-            at_capture = [&] {
-                now = table_file->read_slot(t.worker.slot, t.worker.generation);
-                return now.has_value();
-            };
+            at_capture = proc::StillStalled(
+                [&](std::span<const std::byte> in_window) {
+                    now = in_window.empty() ? table_file->read_slot(t.worker.slot, t.worker.generation)
+                                            : proc::TableFile::slot_from_bytes(in_window, t.worker.generation);
+                    return now.has_value();
+                },
+                table_file->slot_location(t.worker.slot));
         // A parked worker waits for work: its stack is its wait, and a
         // stop would make some waits return EINTR (docs/capture.md 4.5).
         // Without --all-threads it is shown as parked, from /proc alone.

@@ -38,6 +38,7 @@ Sampler::Sampler(proc::Target& process, report::Target target, SamplerOptions op
 std::vector<std::string> Sampler::take_notices() { return symbolizer_.take_notices(); }
 
 void Sampler::prewarm() {
+    proc::prewarm_capture(opt_.capture);
     auto as_target = process_.file_access();
     auto maps = process_.mappings();
     if (!maps) return;

@@ -221,7 +221,16 @@ std::optional<WatchResult> Watcher::round() {
         // Every report below that is not written is withdrawn, so that
         // the detector never follows it with an update or a recovery
         // of a stall whose first report nobody saw.
-        auto still = [&] { return table_->read_progress(e.worker.slot, e.worker.generation) == e.worker.progress; };
+        // The slot is read inside the stop window: from the target's own
+        // mapping of the table along with the stack when it has one, else
+        // with a pread of our descriptor.
+        proc::StillStalled still(
+            [&](std::span<const std::byte> in_window) {
+                auto slot = in_window.empty() ? table_->read_slot(e.worker.slot, e.worker.generation)
+                                             : proc::TableFile::slot_from_bytes(in_window, e.worker.generation);
+                return slot && slot->progress == e.worker.progress;
+            },
+            table_->slot_location(e.worker.slot));
         auto r = sampler_->sample(e, still);
         if (!r) {  // it moved while we looked: not a stall after all
             detector_.withdraw(e.episode);

@@ -9,6 +9,9 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <optional>
+#include <span>
+#include <type_traits>
 #include <vector>
 
 #include "common/remote_addr.hpp"
@@ -67,7 +70,27 @@ struct CaptureOptions {
 
 // Called while the thread is stopped, after the copy: false drops the sample
 // (the worker moved on its own, so what we hold is not the stall).
-using StillStalled = std::function<bool()>;
+//
+// `read_with_stack`, when set and mapped by the target, is read inside the
+// window together with the stack (one process_vm_readv for both) and handed
+// to `check`; `check` gets an empty span when it was not set, not mapped, or
+// could not be read, and must then read on its own.
+struct StillStalled {
+    std::function<bool(std::span<const std::byte> read_with_stack)> check;
+    std::optional<MappedFileBytes> read_with_stack;
+
+    StillStalled() = default;
+    template <class F>
+        requires std::is_invocable_r_v<bool, F&, std::span<const std::byte>>
+    StillStalled(F f, std::optional<MappedFileBytes> bytes = std::nullopt)
+        : check(std::move(f)), read_with_stack(bytes) {}
+    template <class F>
+        requires(std::is_invocable_r_v<bool, F&> && !std::is_invocable_v<F&, std::span<const std::byte>>)
+    StillStalled(F f) : check([f = std::move(f)](std::span<const std::byte>) mutable { return f(); }) {}
+
+    explicit operator bool() const { return static_cast<bool>(check); }
+    bool operator()(std::span<const std::byte> bytes = {}) const { return check(bytes); }
+};
 
 // Stops thread `tid` of process `pid` (PTRACE_SEIZE + PTRACE_INTERRUPT),
 // copies registers and stack, detaches. `maps` (read before the stop) bounds
@@ -83,6 +106,12 @@ Result<CaptureOutcome> capture_thread(pid_t pid, pid_t tid, const std::vector<Ma
 Result<CaptureOutcome> capture_thread(pid_t pid, pid_t tid, const std::vector<Mapping>& maps,
                                       const CaptureOptions& opt, const StillStalled& still_stalled,
                                       MemoryReader& memory);
+
+// Runs the code of a capture's window once, with no thread stopped, so that
+// the first capture of a fresh monitor does not take page faults on it inside
+// the window: the stack buffer, the system call wrappers, the timer, the
+// priority check. Cheap (microseconds); call it before the first capture.
+void prewarm_capture(const CaptureOptions& opt);
 
 // Threads we attached to that did not stop in time (a thread in
 // uninterruptible sleep): they cannot be detached until they stop. Each call

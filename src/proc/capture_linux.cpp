@@ -1,5 +1,6 @@
 // Linux: one thread stopped with PTRACE_SEIZE + PTRACE_INTERRUPT, owned by a
 // guard whose destructor detaches on every path.
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/ptrace.h>
 #include <sys/stat.h>
@@ -7,6 +8,7 @@
 #include <sys/wait.h>
 #include <sched.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <fmt/format.h>
 
@@ -155,14 +157,42 @@ private:
     bool armed_ = false;
 };
 
+// Whether any task but the caller is runnable on the machine now: the
+// fourth field of /proc/loadavg ("R/T", R counting the caller). True when it
+// cannot be read. The file is kept open: one pread before each capture.
+bool others_runnable() {
+    static const int fd = ::open("/proc/loadavg", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return true;
+    char text[128];
+    ssize_t n = ::pread(fd, text, sizeof text - 1, 0);
+    if (n <= 0) return true;
+    text[n] = '\0';
+    const char* slash = std::strchr(text, '/');
+    if (!slash) return true;
+    const char* p = slash;
+    while (p > text && p[-1] >= '0' && p[-1] <= '9') --p;
+    if (p == slash) return true;
+    return std::strtol(p, nullptr, 10) > 1;
+}
+
 // For the length of the capture, run at the lowest real-time priority when
-// we may (root or CAP_SYS_NICE): a tracer preempted inside the window keeps
-// the target thread stopped for a time slice. Nothing changes otherwise.
+// we may (root or CAP_SYS_NICE) and another task is runnable: a tracer
+// preempted inside the window keeps the target thread stopped for a time
+// slice. When nothing else is runnable nothing can preempt the tracer, and
+// the priority would only cost time: the detach would then wake the thread
+// on another CPU instead of queueing it here, and waking an idle CPU (a
+// vCPU) inside the PTRACE_DETACH measured 2-3 us (docs/capture.md 5.1).
+// Nothing changes when the priority may not be raised. The current policy
+// is read at construction, so that raise() is a single system call; the
+// destructor puts it back.
 class RealtimeWindow {
 public:
     RealtimeWindow() {
         old_policy_ = ::sched_getscheduler(0);
-        if (old_policy_ != SCHED_OTHER || ::sched_getparam(0, &old_) != 0) return;
+        may_raise_ = old_policy_ == SCHED_OTHER && ::sched_getparam(0, &old_) == 0 && others_runnable();
+    }
+    void raise() {
+        if (!may_raise_ || raised_) return;
         sched_param p{};
         p.sched_priority = 1;
         raised_ = ::sched_setscheduler(0, SCHED_FIFO, &p) == 0;
@@ -176,6 +206,7 @@ public:
 private:
     int old_policy_ = SCHED_OTHER;
     sched_param old_{};
+    bool may_raise_ = false;
     bool raised_ = false;
 };
 
@@ -187,21 +218,17 @@ public:
     Seized& operator=(const Seized&) = delete;
     ~Seized() { release(); }
 
-    // Waits for the stop that PTRACE_INTERRUPT (or a signal) causes: 50 us
-    // of polling, then a blocking wait that a timer ends at the deadline.
-    // Never a yield: on a busy machine a yield hands the CPU away for a
-    // whole time slice while the thread sits stopped.
+    // Waits for the stop that PTRACE_INTERRUPT (or a signal) causes, in a
+    // blocking wait: the caller holds a WaitTimer that ends it at the
+    // deadline. Never a polling loop: a thread woken by the interrupt is
+    // usually placed on the tracer's own CPU, where a polling tracer keeps
+    // it from running (at real-time priority, or for its whole spin), and
+    // measured side by side a blocking wait was as quick to see the stop of
+    // a thread running on another CPU (docs/capture.md 5.1).
     Status wait_stop(Clock::time_point deadline) {
-        // A stop usually comes within microseconds: poll for a short while
-        // (never yielding) so that we see it at once, then block.
-        auto spin_until = Clock::now() + std::chrono::microseconds(50);
-        std::optional<WaitTimer> timer;
         for (;;) {
             int status = 0;
-            bool spinning = Clock::now() < spin_until;
-            if (!spinning && !timer) timer.emplace(deadline);
-            pid_t r = ::waitpid(tid_, &status, __WALL | (spinning ? WNOHANG : 0));
-            if (r == 0) continue;  // not stopped yet (spinning)
+            pid_t r = ::waitpid(tid_, &status, __WALL);
             if (r == tid_) {
                 if (WIFEXITED(status) || WIFSIGNALED(status)) {
                     gone_ = true;
@@ -287,24 +314,26 @@ std::vector<std::byte>& scratch(std::size_t size) {
     return buf;
 }
 
-// Copies [sp - red zone, end of the stack mapping) capped at `max_bytes`
-// into `buf`; returns the base address and the bytes read.
-std::pair<RemoteAddr, std::size_t> copy_stack(MemoryReader& mem, const Registers& regs,
-                                              const std::vector<Mapping>& maps,
-                                              std::vector<std::byte>& buf, bool& reached_top) {
+// The part of the stack to copy: [sp - red zone, end of the stack mapping),
+// capped at `cap` bytes. `reached_top` when that is the mapping's end.
+struct StackRange {
+    RemoteAddr lo;
+    std::size_t size = 0;
+    bool reached_top = false;
+};
+
+StackRange stack_range(const Registers& regs, const std::vector<Mapping>& maps, std::size_t cap) {
     RemoteAddr lo = regs.sp.value() >= red_zone ? regs.sp - red_zone : RemoteAddr{};
-    RemoteAddr hi = lo + buf.size();
-    const Mapping* m = find_mapping(maps, regs.sp);
-    if (m) {
+    RemoteAddr hi = lo + cap;
+    bool top = false;
+    if (const Mapping* m = find_mapping(maps, regs.sp)) {
         lo = std::max(lo, m->start);
         if (m->end <= hi) {
             hi = m->end;
-            reached_top = true;
+            top = true;
         }
     }
-    std::size_t got = mem.read(lo, std::span(buf.data(), static_cast<std::size_t>(hi - lo)));
-    if (got > 0 && got < hi - lo) reached_top = true;  // end of readable memory
-    return {lo, got};
+    return {lo, static_cast<std::size_t>(hi - lo), top};
 }
 
 }  // namespace
@@ -331,7 +360,19 @@ Result<CaptureOutcome> capture_thread(pid_t pid, pid_t tid, const std::vector<Ma
                                                     tid));
     }
     auto& buf = scratch(opt.max_stack_bytes);
-    RealtimeWindow priority;
+    // Where the check's bytes are, found before the stop.
+    std::optional<RemoteAddr> check_at;
+    std::array<std::byte, 64> check_bytes{};
+    std::size_t check_size = 0;
+    if (still_stalled && still_stalled.read_with_stack && still_stalled.read_with_stack->size <= check_bytes.size()) {
+        check_at = find_mapped(maps, *still_stalled.read_with_stack);
+        check_size = still_stalled.read_with_stack->size;
+    }
+    // Ends a wait for the stop at the deadline. Armed before the seize and
+    // deleted after the detach: its system calls delay neither the stop nor
+    // the detach.
+    WaitTimer timer(Clock::now() + opt.stop_timeout);
+    RealtimeWindow priority;  // raised once the interrupt is sent
     // Only a thread of the target is ever seized. The check and the seize are
     // two system calls, and between them the thread may exit and its tid be
     // given to a thread of another process. The kernel narrows and then
@@ -359,6 +400,11 @@ Result<CaptureOutcome> capture_thread(pid_t pid, pid_t tid, const std::vector<Ma
         return make_error(e == ESRCH ? Errc::no_such_process : Errc::io,
                           fmt::format("ptrace(INTERRUPT) of thread {}: {}", tid, std::strerror(e)), e);
     }
+    // Only now: a thread that the interrupt wakes is then placed on this CPU
+    // and runs as soon as we block. Raised before the interrupt, it went to
+    // the other CPU instead, and waking an idle CPU (a vCPU) took longer than
+    // the whole window (docs/capture.md 5.1).
+    priority.raise();
     if (auto st = guard.wait_stop(t0 + opt.stop_timeout); !st) return std::move(st).error();
     const auto stop_seen = Clock::now();
 
@@ -371,22 +417,66 @@ Result<CaptureOutcome> capture_thread(pid_t pid, pid_t tid, const std::vector<Ma
         return make_error(e == ESRCH ? Errc::no_such_process : Errc::io,
                           fmt::format("reading the registers of thread {}: {}", tid, std::strerror(e)), e);
     }
-    auto [base, got] = copy_stack(memory, out.capture.regs, maps, buf, out.capture.stack.reached_top);
-    // In a futex wait: the lock it waits on, as it is while the thread waits
-    // (one small read; docs/locks.md).
-    if (out.capture.regs.syscall == SYS_futex)
-        out.capture.lock_read = memory.read(RemoteAddr{out.capture.regs.syscall_args[0]}, out.capture.lock_bytes);
+    // One process_vm_readv, in this order: the still-stalled check's bytes
+    // (the worker's slot where the target maps the table), the stack, and in
+    // a futex wait the lock it waits on, as it is while the thread waits
+    // (docs/locks.md). A range that cannot be read ends the call there, so
+    // what follows it is read again on its own.
+    const auto range = stack_range(out.capture.regs, maps, buf.size());
+    const bool futex = out.capture.regs.syscall == SYS_futex;
+    const MemoryReader::Range ranges[] = {
+        {check_at.value_or(RemoteAddr{}), std::span(check_bytes.data(), check_at ? check_size : 0)},
+        {range.lo, std::span(buf.data(), range.size)},
+        {RemoteAddr{out.capture.regs.syscall_args[0]}, futex ? std::span(out.capture.lock_bytes) : std::span<std::byte>{}},
+    };
+    std::size_t read = memory.read_ranges(ranges);
+    std::size_t check_got = 0, got = 0;
+    if (read >= ranges[0].out.size()) {
+        check_got = ranges[0].out.size();
+        read -= check_got;
+        got = std::min(read, range.size);
+        read -= got;
+        if (got == range.size) out.capture.lock_read = read;
+        else if (futex) out.capture.lock_read = memory.read(ranges[2].addr, ranges[2].out);
+    } else {
+        got = memory.read(range.lo, ranges[1].out);
+        if (futex) out.capture.lock_read = memory.read(ranges[2].addr, ranges[2].out);
+    }
     if (test_hold_us > 0) sleep_us(test_hold_us);
-    if (still_stalled && !still_stalled()) out.dropped = true;
+    if (still_stalled && !still_stalled(std::span<const std::byte>(check_bytes.data(), check_got))) out.dropped = true;
     out.capture.forwarded_signal = guard.forwarded_signal();
     guard.release();
     // ---- end of the window ----
     const auto detached = Clock::now();
     out.capture.stopped = detached - stop_seen;
     out.capture.stop_wait = stop_seen - t0;
-    out.capture.stack.base = base;
+    out.capture.stack.base = range.lo;
+    out.capture.stack.reached_top = range.reached_top || (got > 0 && got < range.size);
     out.capture.stack.bytes.assign(buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(got));
     return out;
+}
+
+void prewarm_capture(const CaptureOptions& opt) {
+    // Nothing here is stopped or traced: each call fails at once (ESRCH,
+    // ECHILD) or reads our own memory, but runs the code a capture runs.
+    (void)scratch(opt.max_stack_bytes);
+    const pid_t self = static_cast<pid_t>(::gettid());
+    { WaitTimer timer(Clock::now() + std::chrono::seconds(1)); }
+    { RealtimeWindow priority; }
+    Registers regs;
+    (void)read_registers(self, regs);
+    int status = 0;
+    (void)::waitpid(self, &status, WNOHANG | __WALL);
+    std::array<std::byte, 64> a{}, b{};
+    const MemoryReader::Range ranges[] = {
+        {RemoteAddr{reinterpret_cast<std::uintptr_t>(b.data())}, std::span(a)},
+        {RemoteAddr{reinterpret_cast<std::uintptr_t>(a.data())}, std::span(b)},
+    };
+    auto memory = open_memory(::getpid());
+    (void)memory->read_ranges(ranges);
+    (void)stack_range(regs, {}, opt.max_stack_bytes);
+    (void)::ptrace(PTRACE_DETACH, self, nullptr, nullptr);
+    (void)Clock::now();
 }
 
 std::size_t release_lingering() {

@@ -3,7 +3,9 @@
 
 #include <sys/types.h>
 
+#include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -16,7 +18,9 @@ struct Mapping {
     RemoteAddr start;
     RemoteAddr end;  // one past the last byte
     bool readable = false, writable = false, executable = false;
+    bool shared = false;  // MAP_SHARED: the file's own pages, not a private copy
     std::uint64_t offset = 0;
+    std::uint64_t dev = 0;  // the file's device, as in st_dev (makedev(major, minor))
     std::uint64_t inode = 0;
     std::string path;  // empty for anonymous memory; "[stack]" etc. for special ones
 
@@ -31,6 +35,19 @@ std::string without_deleted(const std::string& path);
 
 // Parses the text of a maps file. Lines that do not parse are skipped.
 std::vector<Mapping> parse_maps(const std::string& text);
+
+// Bytes of a file that the target maps shared (the stallwatch table): the
+// file's identity (st_dev, st_ino), the offset in it and the length, at
+// most 64 bytes.
+struct MappedFileBytes {
+    std::uint64_t dev = 0, inode = 0, offset = 0;
+    std::size_t size = 0;
+};
+
+// Finds where the target maps `what`: a readable MAP_SHARED mapping of the
+// same file that covers the whole range (a private mapping may hold a copy
+// that differs from the file). Nullopt when there is none.
+std::optional<RemoteAddr> find_mapped(const std::vector<Mapping>& maps, const MappedFileBytes& what);
 
 // Reads /proc/<pid>/maps. Errors: no_such_process, permission_denied, io.
 Result<std::vector<Mapping>> read_maps(pid_t pid);

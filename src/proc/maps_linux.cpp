@@ -1,6 +1,7 @@
 #include "proc/maps.hpp"
 
 #include <fcntl.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
@@ -51,14 +52,17 @@ std::vector<Mapping> parse_maps(const std::string& text) {
         Mapping m;
         char perms[5] = {};
         unsigned long long start = 0, end = 0, offset = 0, inode = 0;
+        unsigned int major = 0, minor = 0;
         int path_at = 0;
-        if (std::sscanf(line.c_str(), "%llx-%llx %4s %llx %*x:%*x %llu %n", &start, &end, perms,
-                        &offset, &inode, &path_at) < 5)
+        if (std::sscanf(line.c_str(), "%llx-%llx %4s %llx %x:%x %llu %n", &start, &end, perms,
+                        &offset, &major, &minor, &inode, &path_at) < 7)
             continue;
         m.start = RemoteAddr{start};
         m.end = RemoteAddr{end};
         m.offset = offset;
         m.inode = inode;
+        m.dev = makedev(major, minor);
+        m.shared = perms[3] == 's';
         m.readable = perms[0] == 'r';
         m.writable = perms[1] == 'w';
         m.executable = perms[2] == 'x';
@@ -93,6 +97,18 @@ const Mapping* find_mapping(const std::vector<Mapping>& maps, RemoteAddr addr) {
     if (it == maps.begin()) return nullptr;
     --it;
     return it->contains(addr) ? &*it : nullptr;
+}
+
+std::optional<RemoteAddr> find_mapped(const std::vector<Mapping>& maps, const MappedFileBytes& what) {
+    if (what.size == 0) return std::nullopt;
+    for (const auto& m : maps) {
+        if (!m.shared || !m.readable || m.dev != what.dev || m.inode != what.inode || m.inode == 0) continue;
+        if (what.offset < m.offset || what.offset - m.offset > m.size() ||
+            m.size() - (what.offset - m.offset) < what.size)
+            continue;
+        return m.start + (what.offset - m.offset);
+    }
+    return std::nullopt;
 }
 
 }  // namespace sw::proc

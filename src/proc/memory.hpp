@@ -26,6 +26,27 @@ public:
     // thread's stop window.
     virtual std::size_t read(RemoteAddr addr, std::span<std::byte> out) = 0;
 
+    // One range of a read_ranges() call.
+    struct Range {
+        RemoteAddr addr;
+        std::span<std::byte> out;
+    };
+
+    // Reads the ranges in order, in one go where the platform can (one
+    // system call inside the stop window instead of several). Returns how
+    // many bytes were copied in all: it stops at the first range that could
+    // not be read whole, so the ranges before it are complete and that one
+    // holds what was copied of it. Never allocates.
+    virtual std::size_t read_ranges(std::span<const Range> ranges) {
+        std::size_t total = 0;
+        for (const auto& r : ranges) {
+            std::size_t got = read(r.addr, r.out);
+            total += got;
+            if (got < r.out.size()) break;
+        }
+        return total;
+    }
+
     // The whole range, or false.
     bool read_exact(RemoteAddr addr, std::span<std::byte> out) { return read(addr, out) == out.size(); }
 

@@ -7,11 +7,14 @@
 
 #include <cstdint>
 #include <memory>
+#include <cstddef>
 #include <optional>
+#include <span>
 #include <vector>
 
 #include "common/result.hpp"
 #include "common/unique_fd.hpp"
+#include "proc/maps.hpp"
 #include "proc/namespaces.hpp"
 #include "stallwatch/table_abi.h"
 #include "table/snapshot.hpp"
@@ -48,12 +51,21 @@ public:
     // read_slot's progress.
     std::optional<std::uint64_t> read_progress(std::uint32_t slot, std::uint32_t generation);
 
+    // Where slot `slot` is in the table file, for reading it from the
+    // target's own shared mapping of the table inside the stop window, in
+    // the same system call as the stack (proc::StillStalled). Nullopt when
+    // the file cannot be identified.
+    std::optional<MappedFileBytes> slot_location(std::uint32_t slot) const;
+
+    // read_slot's answer from a slot's bytes read elsewhere (exactly
+    // STALLWATCH_SLOT_SIZE of them, else nullopt).
+    static std::optional<SlotNow> slot_from_bytes(std::span<const std::byte> bytes, std::uint32_t generation);
+
     pid_t pid() const noexcept { return pid_; }
     int fd_number() const noexcept { return fd_number_; }
 
 private:
-    TableFile(UniqueFd fd, pid_t pid, int fd_number, std::shared_ptr<NamespaceIds> ids)
-        : fd_(std::move(fd)), pid_(pid), fd_number_(fd_number), ids_(std::move(ids)) {}
+    TableFile(UniqueFd fd, pid_t pid, int fd_number, std::shared_ptr<NamespaceIds> ids);
     // Reads the table's first `size` bytes into `out` (fewer if the file is
     // shorter). The two buffers are kept from read to read: a monitor reads
     // a large table a hundred times a second.
@@ -65,6 +77,7 @@ private:
     int fd_number_;
     std::shared_ptr<NamespaceIds> ids_;
     std::uint64_t last_image_size_ = 0;  // bytes the last read needed
+    std::uint64_t dev_ = 0, inode_ = 0;  // the table file's identity (fstat), 0 when unknown
     std::uint64_t slots_at_ = STALLWATCH_HEADER_SIZE;  // slot 0's offset (the header's header_size)
     // The header bytes and file size of the last read (file size asked
     // again only when the header changes).

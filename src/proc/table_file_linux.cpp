@@ -157,15 +157,38 @@ Status TableFile::read_image(std::vector<std::byte>& out, std::uint64_t size) {
     return ok_status();
 }
 
-std::optional<TableFile::SlotNow> TableFile::read_slot(std::uint32_t slot, std::uint32_t generation) {
-    if (slot >= STALLWATCH_MAX_CAPACITY) return std::nullopt;
+TableFile::TableFile(UniqueFd fd, pid_t pid, int fd_number, std::shared_ptr<NamespaceIds> ids)
+    : fd_(std::move(fd)), pid_(pid), fd_number_(fd_number), ids_(std::move(ids)) {
+    struct stat st {};
+    if (fd_.valid() && ::fstat(fd_.get(), &st) == 0) {
+        dev_ = st.st_dev;
+        inode_ = st.st_ino;
+    }
+}
+
+std::optional<TableFile::SlotNow> TableFile::slot_from_bytes(std::span<const std::byte> bytes,
+                                                             std::uint32_t generation) {
     stallwatch_slot s{};
-    off_t at = static_cast<off_t>(slots_at_ + std::uint64_t{slot} * STALLWATCH_SLOT_SIZE);
-    if (::pread(fd_.get(), &s, sizeof s, at) != static_cast<ssize_t>(sizeof s)) return std::nullopt;
+    if (bytes.size() != sizeof s) return std::nullopt;
+    std::memcpy(&s, bytes.data(), sizeof s);
     bool live = s.state == STALLWATCH_SLOT_RUNNING || s.state == STALLWATCH_SLOT_PARKED;
     if (!live || s.generation != generation) return std::nullopt;
     return SlotNow{s.state == STALLWATCH_SLOT_PARKED ? table::WorkerState::parked : table::WorkerState::running,
                    s.progress};
+}
+
+std::optional<TableFile::SlotNow> TableFile::read_slot(std::uint32_t slot, std::uint32_t generation) {
+    if (slot >= STALLWATCH_MAX_CAPACITY) return std::nullopt;
+    std::byte b[sizeof(stallwatch_slot)];
+    off_t at = static_cast<off_t>(slots_at_ + std::uint64_t{slot} * STALLWATCH_SLOT_SIZE);
+    if (::pread(fd_.get(), b, sizeof b, at) != static_cast<ssize_t>(sizeof b)) return std::nullopt;
+    return slot_from_bytes(b, generation);
+}
+
+std::optional<MappedFileBytes> TableFile::slot_location(std::uint32_t slot) const {
+    if (slot >= STALLWATCH_MAX_CAPACITY || inode_ == 0) return std::nullopt;
+    return MappedFileBytes{dev_, inode_, slots_at_ + std::uint64_t{slot} * STALLWATCH_SLOT_SIZE,
+                           sizeof(stallwatch_slot)};
 }
 
 std::optional<std::uint64_t> TableFile::read_progress(std::uint32_t slot, std::uint32_t generation) {

@@ -24,6 +24,7 @@
 #include "support/process.hpp"
 #include "support/skip.hpp"
 #include "support/text_report.hpp"
+#include "support/temp_dir.hpp"
 #include "support/threads.hpp"
 
 using namespace sw::test;
@@ -359,6 +360,89 @@ TEST_CASE("attach: each capture releases the thread at once, while stallwatch wa
     sw.signal(SIGTERM);
     REQUIRE(sw.wait(10s).has_value());
     CHECK(sw.exit_code() == 0);
+}
+
+// What the monitor does while the victim is stopped, from its own system
+// calls as strace records them: from the wait that sees the stop to the
+// detach, the registers and one process_vm_readv, nothing else. That one
+// call reads the worker's slot (64 bytes, from the target's own shared
+// mapping of the table: the still-stalled check), the stack, and in a futex
+// wait the lock (40 bytes). No pread of the table, no clock or /proc read,
+// no priority change inside the window (docs/capture.md 5).
+struct WindowCalls {
+    std::vector<std::string> calls;  // between the stop seen and the detach, the detach excluded
+    std::string readv;               // the process_vm_readv line
+};
+
+std::optional<WindowCalls> first_window(const std::string& trace, pid_t tid) {
+    std::istringstream in(trace);
+    std::string line, monitor;
+    const std::string interrupt = "ptrace(PTRACE_INTERRUPT, " + std::to_string(tid) + ")";
+    const std::string detach = "ptrace(PTRACE_DETACH, " + std::to_string(tid) + ",";
+    const std::string stop_seen = "wait4(" + std::to_string(tid) + ",";
+    bool stopped = false;
+    WindowCalls w;
+    static const std::regex call(R"(^(\d+)\s+(.*)$)");
+    while (std::getline(in, line)) {
+        std::smatch m;
+        if (!std::regex_match(line, m, call)) continue;
+        std::string who = m[1], what = m[2];
+        if (monitor.empty()) {
+            if (what.find(interrupt) == 0) monitor = who;
+            continue;
+        }
+        if (who != monitor || what.rfind("---", 0) == 0) continue;
+        if (what.rfind("<... ", 0) == 0) {  // the end of a call split by another thread's
+            if (!stopped && what.rfind("<... wait4 resumed>", 0) == 0) stopped = true;
+            continue;
+        }
+        if (!stopped) {
+            if (what.rfind(stop_seen, 0) == 0 && what.find("<unfinished") == std::string::npos) stopped = true;
+            continue;
+        }
+        if (what.rfind(detach, 0) == 0) return w;
+        auto name = what.substr(0, what.find('('));
+        if (name == "ptrace") name = what.substr(0, what.find(','));
+        w.calls.push_back(name);
+        if (name == "process_vm_readv") w.readv = what;
+    }
+    return std::nullopt;
+}
+
+void window_case(const Mode& m, const std::string& iovecs, const std::string& last_len) {
+    CAPTURE(m.name);
+    StallFixture fx("sw_fixture_stall", {"--mode", m.name, "--stall-ms", "5000", "--workers", "0"});
+    auto victim = fx.worker("victim");
+    TempDir dir("sw-window");
+    auto trace = dir.file("strace.txt");
+    Process st({"/usr/bin/strace", "-f", "-qq", "-s", "8", "-o", trace, stallwatch_binary(), "attach", "--once",
+                "--threshold", "100ms", pid_arg(fx.pid)});
+    REQUIRE(st.wait(30s).has_value());
+    INFO("stallwatch under strace said: " << st.out() << st.err());
+    REQUIRE(st.exit_code() == 0);
+    REQUIRE(st.out().find(m.function) != std::string::npos);
+    auto w = first_window(slurp(trace), victim.tid);
+    REQUIRE_MESSAGE(w.has_value(), "no interrupt, stop and detach of the victim in the trace");
+    std::string calls;
+    for (const auto& c : w->calls) calls += c + "; ";
+    INFO("calls in the window: " << calls);
+    INFO("the read: " << w->readv);
+    CHECK(w->calls == std::vector<std::string>{"ptrace(PTRACE_GETREGS", "process_vm_readv"});
+    // The remote side: slot, stack, and the lock in a futex wait.
+    CHECK(w->readv.find("], " + iovecs + ", [{iov_base=0x") != std::string::npos);
+    const std::string count = "], " + iovecs + ", ";
+    auto remote = w->readv.substr(std::min(w->readv.size(), w->readv.find(count) + count.size()));
+    CHECK(remote.find("[{iov_base=0x") == 0);
+    CHECK(remote.find("iov_len=64}") < remote.find("}, {"));  // the slot comes first
+    if (!last_len.empty()) CHECK(remote.find("iov_len=" + last_len + "}]") != std::string::npos);
+}
+
+TEST_CASE("attach: in the stop window, the registers and one read of slot and stack, nothing else") {
+    window_case(sleep_mode, "2", "");
+}
+
+TEST_CASE("attach: in the stop window of a futex wait, one read of slot, stack and lock, nothing else") {
+    window_case(mutex_mode, "3", "40");
 }
 
 TEST_CASE("attach: while the victim is held stopped, every other thread runs on") {

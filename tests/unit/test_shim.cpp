@@ -5,13 +5,17 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <array>
 #include <atomic>
+#include <cstring>
 #include <chrono>
 #include <condition_variable>
 #include <functional>
 #include <mutex>
 #include <thread>
 
+#include "proc/maps.hpp"
+#include "proc/memory.hpp"
 #include "proc/table_file.hpp"
 #include "stallwatch/stallwatch.h"
 #include "stallwatch/stallwatch.hpp"
@@ -339,6 +343,56 @@ TEST_CASE("compensation: the callback begins once when every running worker of t
         return "";
     });
     CHECK(what == "ok");
+}
+
+// The still-stalled check inside the stop window reads a worker's slot from
+// the target's own shared mapping of the table, in the same system call as
+// the stack. Here this process is the target: the bytes found through its
+// maps must say what a pread of the table file says.
+TEST_CASE("a slot read through the target's shared mapping of the table says what read_slot says") {
+    int fd = ::memfd_create("stallwatch", MFD_CLOEXEC);
+    REQUIRE(fd >= 0);
+    sw::test::TableImage img(8);
+    img.worker(0, "a", 100, 7);
+    img.worker(3, "b", 101, 9, STALLWATCH_SLOT_PARKED);
+    auto bytes = img.bytes();
+    REQUIRE(::pwrite(fd, bytes.data(), bytes.size(), 0) == static_cast<ssize_t>(bytes.size()));
+    void* shared = ::mmap(nullptr, bytes.size(), PROT_READ, MAP_SHARED, fd, 0);
+    REQUIRE(shared != MAP_FAILED);
+    void* copy = ::mmap(nullptr, bytes.size(), PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+    REQUIRE(copy != MAP_FAILED);
+    std::memset(copy, 0xff, bytes.size());  // a private copy that no longer matches the file
+    auto tf = TableFile::adopt(sw::UniqueFd(::dup(fd)), ::getpid());
+    REQUIRE(tf.read().ok());  // learns where the slots start
+    auto maps = sw::proc::read_maps(::getpid());
+    REQUIRE(maps.ok());
+    auto memory = sw::proc::open_memory(::getpid());
+    for (std::uint32_t slot : {0u, 3u, 5u}) {
+        CAPTURE(slot);
+        auto where = tf.slot_location(slot);
+        REQUIRE(where.has_value());
+        auto at = sw::proc::find_mapped(*maps, *where);
+        REQUIRE(at.has_value());
+        CHECK(at->value() == reinterpret_cast<std::uintptr_t>(shared) + where->offset);  // never the private copy
+        std::array<std::byte, sizeof(stallwatch_slot)> got{};
+        REQUIRE(memory->read_exact(*at, got));
+        auto mapped = TableFile::slot_from_bytes(got, 1);
+        auto pread = tf.read_slot(slot, 1);
+        REQUIRE(mapped.has_value() == pread.has_value());
+        if (pread) {
+            CHECK(mapped->progress == pread->progress);
+            CHECK(mapped->state == pread->state);
+        }
+        CHECK_FALSE(TableFile::slot_from_bytes(got, 2));  // another registration
+    }
+    CHECK(tf.read_slot(0, 1)->progress == 7);
+    CHECK(tf.read_slot(3, 1)->state == sw::table::WorkerState::parked);
+    CHECK_FALSE(tf.read_slot(5, 1));  // free
+    std::array<std::byte, 10> short_bytes{};
+    CHECK_FALSE(TableFile::slot_from_bytes(short_bytes, 1));
+    ::munmap(shared, bytes.size());
+    ::munmap(copy, bytes.size());
+    ::close(fd);
 }
 
 TEST_CASE("a table shrunk under the reader gives an error, never a crash") {
