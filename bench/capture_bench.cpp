@@ -574,33 +574,53 @@ std::optional<FloorSample> floor_capture(pid_t pid, pid_t tid, std::size_t stack
     return FloorSample{us(detached - stopped), us(detached - seized), us(detached - interrupted)};
 }
 
-void ablation(Probe& p10, int n, const char* label) {
-    auto table = open_table(p10.pid());
-    std::vector<std::byte> floor_buf;
-    struct V { const char* name; FloorExtras x; std::vector<double> fr, sz; };
-    std::vector<V> vs;
+// Where the window's microseconds go: the floor alone, the floor with one of
+// the things a capture could add, and stallwatch's own capture, in rotation
+// on the same victim, each followed by the same unwind (the CPU the released
+// thread wakes on depends on what the tracer does next). Printed as
+// information; docs/capture.md 5.1 explains the rows.
+void window_breakdown(Probe& probe, int n, const char* label, std::size_t max_frames) {
+    auto table = open_table(probe.pid());
+    std::vector<std::byte> buf;
+    struct Variant {
+        const char* name;
+        FloorExtras extras;
+        std::vector<double> frozen, interrupt_to_detach;
+    };
+    std::vector<Variant> vs;
     vs.push_back({"floor", {}, {}, {}});
-    vs.push_back({"+poll", {true, false, false, {}}, {}, {}});
-    vs.push_back({"+rt", {false, true, false, {}}, {}, {}});
-    vs.push_back({"+slot pread", {false, false, false, [&] { (void)table.read_progress(0, 0); }}, {}, {}});
-    vs.push_back({"+poll+rt", {true, true, false, {}}, {}, {}});
-    vs.push_back({"+rt late", {false, true, true, {}}, {}, {}});
-    vs.push_back({"+poll+rt late", {true, true, true, {}}, {}, {}});
-    std::vector<double> o, ow;
+    vs.push_back({"+ pread of the slot", {false, false, false, [&] { (void)table.read_progress(0, 0); }}, {}, {}});
+    vs.push_back({"+ SCHED_FIFO before the seize", {false, true, false, {}}, {}, {}});
+    vs.push_back({"+ SCHED_FIFO after the interrupt", {false, true, true, {}}, {}, {}});
+    vs.push_back({"+ 50 us of polling, SCHED_FIFO", {true, true, true, {}}, {}, {}});
+    std::vector<double> ours, ours_total;
+    std::optional<sw::proc::ThreadCapture> last;
     for (int i = 0; i < n; ++i) {
         for (auto& v : vs) {
-            if (auto f = floor_capture(p10.pid(), p10.tid(), 4096, floor_buf, v.x)) {
-                v.fr.push_back(f->frozen_us);
-                v.sz.push_back(f->interrupt_to_detach_us);
+            auto f = floor_capture(probe.pid(), probe.tid(), last ? last->stack.bytes.size() : 4096, buf, v.extras);
+            if (f) {
+                v.frozen.push_back(f->frozen_us);
+                v.interrupt_to_detach.push_back(f->interrupt_to_detach_us);
             }
+            if (last) (void)probe.unwind(*last, max_frames);
             sleep_for_us(1000);
         }
-        if (auto cap = p10.capture()) o.push_back(us(cap->stopped)), ow.push_back(us(cap->stopped + cap->stop_wait));
+        if (auto cap = probe.capture()) {
+            ours.push_back(us(cap->stopped));
+            ours_total.push_back(us(cap->stopped + cap->stop_wait));
+            last = std::move(cap);
+            (void)probe.unwind(*last, max_frames);
+        }
         sleep_for_us(1000);
     }
-    fmt::print("ablation [{}]\n", label);
-    for (auto& v : vs) fmt::print("  {:12} seen->detach median {:.1f} p90 {:.1f}  interrupt->detach median {:.1f} p90 {:.1f}\n", v.name, stats_of(v.fr).median, stats_of(v.fr).p90, stats_of(v.sz).median, stats_of(v.sz).p90);
-    fmt::print("  {:12} seen->detach median {:.1f} p90 {:.1f}  interrupt->detach median {:.1f} p90 {:.1f}\n", "ours", stats_of(o).median, stats_of(o).p90, stats_of(ow).median, stats_of(ow).p90);
+    fmt::print("\n[where the window's microseconds go: {}] medians (p90), us\n", label);
+    fmt::print("  {:34} {:>18} {:>22}\n", "", "stop seen -> detach", "interrupt -> detach");
+    auto row = [](const char* name, const std::vector<double>& a, const std::vector<double>& b) {
+        auto sa = stats_of(a), sb = stats_of(b);
+        fmt::print("  {:34} {:>10.1f} ({:>5.1f}) {:>14.1f} ({:>5.1f})\n", name, sa.median, sa.p90, sb.median, sb.p90);
+    };
+    for (const auto& v : vs) row(v.name, v.frozen, v.interrupt_to_detach);
+    row("stallwatch's capture_thread", ours, ours_total);
 }
 
 struct CaptureSeries {
@@ -952,15 +972,26 @@ int main(int argc, char** argv) {
         (void)p10.unwind(*cap, max_frames);
         sleep_for_us(1000);
     }
-    ablation(p10, n_warm, "idle");
-    { Fixture spin(fixture, 10, 1, 0, "spin"); Probe ps(spin.pid()); ablation(ps, n_warm, "spinning victim"); }
-    { Hogs hogs(4); sleep_for_us(50000); ablation(p10, n_warm, "4 hogs"); }
     auto ours_s = stats_of(ours_us), floor_s = stats_of(floor_us), floor_seize_s = stats_of(floor_seize_us);
     fmt::print("\n[stop window vs the floor, interleaved, depth 10]\n  stallwatch (stop seen -> detach) {}\n"
                "  floor      (stop seen -> detach) {}\n  floor      (seize -> detach)     {}\n"
                "  stallwatch's wait for the stop (interrupt -> stop seen) {}\n",
                describe(ours_s, "us"), describe(floor_s, "us"), describe(floor_seize_s, "us"),
                describe(stats_of(wait_us), "us"));
+
+    // ---- 1c. where the microseconds go (information) ----
+    const int n_breakdown = quick ? 40 : 200;
+    window_breakdown(p10, n_breakdown, "victim asleep, machine idle", max_frames);
+    {
+        Fixture spin(fixture, 10, 1, 0, "spin");
+        Probe spinning(spin.pid());
+        window_breakdown(spinning, n_breakdown, "victim spinning on the CPU", max_frames);
+    }
+    if (load) {
+        Hogs hogs(2 * static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+        sleep_for_us(50'000);
+        window_breakdown(p10, n_breakdown, "victim asleep, 2 CPU-bound processes per CPU", max_frames);
+    }
 
     // ---- 2. the same with the other threads watched ----
     StopWatcher watcher(p10.pid(), p10.tid());

@@ -74,6 +74,11 @@ WatchResult Watcher::fail(Error e) {
     return result_;
 }
 
+report::Detached Watcher::detached(std::string_view reason) const {
+    return report::Detached{reason,           result_.reports,    result_.withdrawn,
+                            result_.passes,   result_.pass_total, result_.pass_max};
+}
+
 WatchResult Watcher::end(WatchEnd why, int signal) {
     result_.end = why;
     if (why == WatchEnd::target_exited && !ever_connected_ && !said_no_table_ && opt_.explain_no_table)
@@ -81,8 +86,7 @@ WatchResult Watcher::end(WatchEnd why, int signal) {
                    opt_.explain_no_table->reason());
     if (why == WatchEnd::signal) result_.signal = signal;
     summarize_at_exit(false);
-    writer_.detached(target_, why == WatchEnd::signal ? "signal" : "target_exited", result_.reports,
-                     result_.withdrawn);
+    writer_.detached(target_, detached(why == WatchEnd::signal ? "signal" : "target_exited"));
     return result_;
 }
 
@@ -182,6 +186,7 @@ std::optional<WatchResult> Watcher::round() {
             return std::nullopt;
         }
     }
+    const auto pass_began = Clock::now();
     auto snap = table_->read();
     if (!snap) {
         if (snap.error().code == Errc::table_not_ready) return std::nullopt;
@@ -193,8 +198,23 @@ std::optional<WatchResult> Watcher::round() {
     }
     follow_groups(*snap);
     auto now = now_();
-    auto frozen = [&](pid_t tid) { return process_.thread_frozen(tid); };
+    // Asked once per thread per read (a table may name one thread in many
+    // slots), and for a rationed few workers only (detect::Config).
+    std::vector<std::pair<pid_t, bool>> asked;
+    auto frozen = [&](pid_t tid) {
+        for (const auto& [t, f] : asked)
+            if (t == tid) return f;
+        bool f = process_.thread_frozen(tid);
+        asked.emplace_back(tid, f);
+        return f;
+    };
     auto events = detector_.observe(*snap, now, frozen);
+    {
+        const auto took = Clock::now() - pass_began;
+        ++result_.passes;
+        result_.pass_total += took;
+        result_.pass_max = std::max<std::chrono::nanoseconds>(result_.pass_max, took);
+    }
     const bool sampling = std::any_of(events.begin(), events.end(), [](const detect::Event& e) {
         return e.kind == detect::EventKind::stall || e.kind == detect::EventKind::stall_update;
     });
@@ -261,7 +281,7 @@ std::optional<WatchResult> Watcher::round() {
                     detector_.withdraw(events[k].episode);
             result_.end = WatchEnd::once;
             summarize_at_exit(true);
-            writer_.detached(target_, "once", result_.reports, result_.withdrawn);
+            writer_.detached(target_, detached("once"));
             return result_;
         }
     }

@@ -45,8 +45,10 @@ struct WatchOptions {
     bool wait_for_table = false;
     // How often to check that the process still holds the table (an exec
     // closes it): every round when zero. Checked anyway before sampling.
-    // A stat of /proc/PID/fd/N: the agent, reading many tables, spaces it out.
-    std::chrono::nanoseconds table_check_every{0};
+    // A stat of /proc/PID/fd/N, which costs as much as reading a table of a
+    // thousand workers: not every round (the agent, reading many tables,
+    // spaces it out further).
+    std::chrono::nanoseconds table_check_every{std::chrono::milliseconds(100)};
     // With wait_for_table: says why no table appeared, instead of the
     // shim's usual advice. None: that advice.
     std::shared_ptr<NoTableExplainer> explain_no_table;
@@ -62,6 +64,8 @@ struct WatchResult {
     int signal = 0;             // WatchEnd::signal: which one
     std::uint64_t reports = 0;  // stall reports written
     std::uint64_t withdrawn = 0;  // samples dropped: the worker moved on while sampled
+    std::uint64_t passes = 0;     // reads of the table looked at by the detector
+    std::chrono::nanoseconds pass_total{}, pass_max{};  // their time, sampling excluded
     std::optional<Error> error; // WatchEnd::failed: why
 };
 
@@ -88,6 +92,7 @@ public:
     // Ends the watch from outside: a signal, or the target's exit. Writes
     // the closing summary and the detached event.
     WatchResult end(WatchEnd why, int signal = 0);
+    report::Detached detached(std::string_view reason) const;
     // Ends it on an error of the loop itself.
     WatchResult fail(Error e);
 

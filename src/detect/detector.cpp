@@ -87,22 +87,37 @@ std::vector<Event> Detector::observe(const table::Snapshot& snap, Clock::time_po
         t.last.group = w.group;
         t.last.ns_tid = w.ns_tid;
 
-        bool due = false;
         if (moved || parked) {
             if (t.episode) end_episode(out, t, EventKind::recovered);
             t.stalled = Duration::zero();
-        } else if (!frozen || !frozen(w.tid)) {
-            t.stalled += dt;
-            if (!t.episode && t.stalled >= cfg_.threshold) {
-                t.episode = next_episode_++;
-                t.due = t.stalled;
-                ++stalls_;
-                ++total_stalls_;
-            }
-            due = t.episode && t.stalled >= t.due;
+        } else {
+            unmoved_.push_back(&t);
         }
-        if (due) (t.made == 0 ? firsts : updates).push_back(&t);
     }
+    // The unmoved workers: which are asked whether their thread is frozen
+    // (all of them, or a rationed few in turn), then their time.
+    const std::size_t n = unmoved_.size();
+    const bool rationed = frozen && n > cfg_.frozen_checks_per_read;
+    const std::size_t first_asked = rationed ? probe_cursor_ % n : 0;
+    const std::size_t asked = !frozen ? 0 : rationed ? cfg_.frozen_checks_per_read : n;
+    if (rationed) probe_cursor_ = (first_asked + asked) % n;
+    for (std::size_t i = 0; i < n; ++i) {
+        Track& t = *unmoved_[i];
+        const bool ask = frozen && (i + n - first_asked) % n < asked;
+        if (ask && frozen(t.last.tid)) continue;  // frozen time does not count
+        t.stalled += dt;
+        // Only a worker asked about (or with nobody to ask) may begin a
+        // stall or be reported.
+        if (frozen && !ask) continue;
+        if (!t.episode && t.stalled >= cfg_.threshold) {
+            t.episode = next_episode_++;
+            t.due = t.stalled;
+            ++stalls_;
+            ++total_stalls_;
+        }
+        if (t.episode && t.stalled >= t.due) (t.made == 0 ? firsts : updates).push_back(&t);
+    }
+    unmoved_.clear();
     // Whatever unregistered since last time, or whose slot changed hands, in
     // slot order.
     for (auto& t : tracks_) {

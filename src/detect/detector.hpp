@@ -43,6 +43,12 @@ struct Config {
     Duration summary_every = std::chrono::seconds(10);
     Duration summary_settle = std::chrono::seconds(1);
     std::size_t summary_list = 10;
+    // Whether a thread is stopped by a signal or a debugger costs a /proc
+    // read. At most this many running workers whose progress did not move
+    // are asked about per read, in turn; one not asked in a read counts
+    // its time, but may not begin a stall or be reported until it is asked.
+    // With no more such workers than this, every one is asked every read.
+    std::size_t frozen_checks_per_read = 64;
 };
 
 enum class EventKind {
@@ -150,6 +156,8 @@ private:
 
     Config cfg_;
     std::vector<Track> tracks_;  // by slot
+    std::vector<Track*> unmoved_;  // this read's running workers whose progress did not move
+    std::size_t probe_cursor_ = 0;  // where the next read's frozen checks begin among them, when they are rationed
     std::uint64_t round_ = 0;
     bool started_ = false;
     Clock::time_point last_now_{};

@@ -72,6 +72,20 @@ private:
     Status read_image(std::vector<std::byte>& out, std::uint64_t size);
     std::vector<std::byte> first_, second_;
 
+    // A read-only shared mapping of the whole table, made at the first read
+    // when the file's size is sealed (F_SEAL_SHRINK, F_SEAL_GROW and
+    // F_SEAL_SEAL, as the shim and the Rust crate leave it): such a file can
+    // never shrink under the mapping, so reading it cannot fault. The read
+    // then copies from it instead of two preads (no system call per read).
+    struct Unmap {
+        std::size_t size;  // no default member initializer: unique_ptr needs it default-constructible here
+        void operator()(const std::byte* p) const noexcept;
+    };
+    std::unique_ptr<const std::byte, Unmap> map_;
+    bool map_tried_ = false;
+    void try_map();
+    Result<table::Snapshot> read_mapped();
+
     UniqueFd fd_;
     pid_t pid_;
     int fd_number_;

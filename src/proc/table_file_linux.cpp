@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -197,7 +198,68 @@ std::optional<std::uint64_t> TableFile::read_progress(std::uint32_t slot, std::u
     return now->progress;
 }
 
+void TableFile::Unmap::operator()(const std::byte* p) const noexcept {
+    if (p) ::munmap(const_cast<std::byte*>(p), size);
+}
+
+// The largest file a valid table needs (header, group records, every slot),
+// with room for page rounding: a bigger one is read with pread, whose path
+// reports what is wrong with it.
+constexpr std::uint64_t largest_table =
+    2 * (STALLWATCH_HEADER_SIZE + std::uint64_t{STALLWATCH_MAX_GROUPS} * STALLWATCH_GROUP_SIZE +
+         std::uint64_t{STALLWATCH_MAX_CAPACITY} * STALLWATCH_SLOT_SIZE);
+
+void TableFile::try_map() {
+    map_tried_ = true;
+    constexpr int sealed = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL;
+    int seals = ::fcntl(fd_.get(), F_GET_SEALS);
+    if (seals < 0 || (seals & sealed) != sealed) return;
+    struct stat st {};
+    if (::fstat(fd_.get(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_size < static_cast<off_t>(STALLWATCH_HEADER_SIZE) ||
+        static_cast<std::uint64_t>(st.st_size) > largest_table)
+        return;
+    auto size = static_cast<std::size_t>(st.st_size);
+    void* p = ::mmap(nullptr, size, PROT_READ, MAP_SHARED, fd_.get(), 0);
+    if (p == MAP_FAILED) return;
+    map_ = std::unique_ptr<const std::byte, Unmap>(static_cast<const std::byte*>(p), Unmap{size});
+}
+
+// The sealed table: its size is fixed, so it is asked once. The image is
+// copied into a buffer of our own before it is parsed (the parser must not
+// see bytes change under it), then the live mapping serves as the second
+// image that confirms what the first one says.
+Result<table::Snapshot> TableFile::read_mapped() {
+    const std::size_t size = map_.get_deleter().size;
+    std::span<const std::byte> live(map_.get(), size);
+    auto& first = first_;
+    first.assign(live.begin(), live.begin() + static_cast<std::ptrdiff_t>(STALLWATCH_HEADER_SIZE));
+    auto header = table::parse_header(first, size);
+    if (!header) return std::move(header).error();
+    auto want = table::image_size(*header);
+    if (want > size)
+        return make_error(Errc::corrupt_table, fmt::format("corrupt stallwatch table: {} bytes needed, the "
+                                                           "file has {}",
+                                                           want, size));
+    slots_at_ = header->header_size;
+    first.assign(live.begin(), live.begin() + static_cast<std::ptrdiff_t>(want));
+    auto a = table::parse_table(first, size);
+    if (!a) return std::move(a).error();
+    auto second = live.first(static_cast<std::size_t>(want));
+    table::Snapshot snap;
+    if (std::memcmp(first.data(), second.data(), want) == 0) {
+        snap = std::move(*a);
+    } else {
+        auto c = table::confirm_images(std::move(*a), first, second, size);
+        if (!c) return std::move(c).error();
+        snap = std::move(*c);
+    }
+    ids_->translate(snap);
+    return snap;
+}
+
 Result<table::Snapshot> TableFile::read() {
+    if (!map_tried_) try_map();
+    if (map_) return read_mapped();
     // pread, never mmap: a table that its writer shrinks gives a short read
     // here, not a SIGBUS in the monitor.
     // One read of the image as large as it was last time (the header alone

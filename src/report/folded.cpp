@@ -55,7 +55,7 @@ public:
     // start again from 1) or ends (it exited, the agent dropped it): its
     // stalls still going weigh what they lasted until now.
     void attached(const Target& t, const WatchInfo&) override { close_all(t.pid); }
-    void detached(const Target& t, std::string_view, std::uint64_t, std::uint64_t) override { close_all(t.pid); }
+    void detached(const Target& t, const Detached&) override { close_all(t.pid); }
 
     void finish() override {
         // Still going: as long as it had lasted at its last report, and since.

@@ -18,6 +18,7 @@ namespace {
 using json = nlohmann::ordered_json;  // keys in the order written: timestamp and event first
 
 double ms(std::chrono::nanoseconds d) { return static_cast<double>(d.count()) / 1e6; }
+double us(std::chrono::nanoseconds d) { return static_cast<double>(d.count()) / 1e3; }
 
 std::string hex(std::uint64_t v) { return fmt::format("{:#x}", v); }
 
@@ -342,12 +343,16 @@ public:
         emit(j);
     }
 
-    void detached(const Target& t, std::string_view reason, std::uint64_t reports,
-                  std::uint64_t withdrawn) override {
+    void detached(const Target& t, const Detached& d) override {
         json j = base("detached", t, now_rfc3339());
-        j["stallwatch.reason"] = reason;
-        j["stallwatch.reports"] = reports;
-        j["stallwatch.reports_withdrawn"] = withdrawn;
+        j["stallwatch.reason"] = d.reason;
+        j["stallwatch.reports"] = d.reports;
+        j["stallwatch.reports_withdrawn"] = d.withdrawn;
+        j["stallwatch.passes"] = d.passes;
+        if (d.passes > 0) {
+            j["stallwatch.pass_us_mean"] = us(d.pass_total) / static_cast<double>(d.passes);
+            j["stallwatch.pass_us_max"] = us(d.pass_max);
+        }
         emit(j);
     }
 

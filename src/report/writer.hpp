@@ -41,6 +41,17 @@ struct WatchInfo {
     std::chrono::nanoseconds interval{};
 };
 
+// How a watch ended, and what it did.
+struct Detached {
+    std::string_view reason;      // "signal", "target_exited", "once"
+    std::uint64_t reports = 0;    // stack reports written
+    std::uint64_t withdrawn = 0;  // samples dropped: the worker moved on while it was sampled
+    // Passes: one read of the table and the detector's look at it (sampling
+    // excluded), what watching costs when nothing stalls.
+    std::uint64_t passes = 0;
+    std::chrono::nanoseconds pass_total{}, pass_max{};
+};
+
 class Writer {
 public:
     explicit Writer(std::ostream& out) : out_(out) {}
@@ -50,10 +61,7 @@ public:
 
     // Lifecycle: text writers leave these to the status lines on stderr.
     virtual void attached(const Target&, const WatchInfo&) {}
-    // `reports`: stack reports written; `withdrawn`: samples dropped because
-    // the worker moved on while it was being sampled (not a stall after all).
-    virtual void detached(const Target&, std::string_view /*reason*/, std::uint64_t /*reports*/,
-                          std::uint64_t /*withdrawn*/) {}
+    virtual void detached(const Target&, const Detached&) {}
     virtual void error(const Target&, std::string_view /*message*/) {}
     // A stall or stall_update report with its stack.
     virtual void stall(const StallReport& r) = 0;

@@ -1,6 +1,7 @@
 // Stall detection with a fake clock and hand-made snapshots.
 #include <doctest/doctest.h>
 
+#include <map>
 #include <set>
 #include <string>
 
@@ -207,6 +208,54 @@ TEST_CASE("a thread frozen by SIGSTOP or a debugger is not a stall, and frozen t
     CHECK(s.events.empty());  // 90 ms of real stall so far
     s.run(20ms);
     CHECK(s.of(EventKind::stall).size() == 1);
+}
+
+TEST_CASE("with more unmoved workers than frozen checks per read, each is asked in turn and none is reported unasked") {
+    Config c;
+    c.frozen_checks_per_read = 2;
+    c.burst = 100;  // no rate limit in the way
+    Sim s(c);
+    for (pid_t tid = 10; tid < 15; ++tid) s.add(static_cast<std::uint32_t>(tid - 10), tid);
+    s.frozen_tids.insert(14);  // stopped by a debugger all along
+    std::map<pid_t, int> asked_total;
+    int most_in_a_read = 0;
+    for (int i = 0; i < 30; ++i) {
+        std::set<pid_t> asked;
+        s.now += c.interval;
+        auto ev = s.det.observe(s.snap, s.now, [&](pid_t tid) {
+            asked.insert(tid);
+            ++asked_total[tid];
+            return s.frozen_tids.count(tid) > 0;
+        });
+        most_in_a_read = std::max(most_in_a_read, static_cast<int>(asked.size()));
+        for (const auto& e : ev) {
+            CAPTURE(e.worker.tid);
+            CHECK(asked.count(e.worker.tid) == 1);  // reported only in a read that asked about it
+        }
+        s.events.insert(s.events.end(), ev.begin(), ev.end());
+    }
+    CHECK(most_in_a_read == 2);
+    for (pid_t tid = 10; tid < 15; ++tid) CHECK(asked_total[tid] >= 10);  // in turn: 60 asks over 5 workers
+    // 300 ms: the four that are not frozen are reported, late by at most the
+    // reads it takes to come round to them; the frozen one never.
+    std::set<pid_t> reported;
+    for (const auto& e : s.of(EventKind::stall)) {
+        reported.insert(e.worker.tid);
+        CHECK(e.stalled_for >= c.threshold);
+        CHECK(e.stalled_for <= c.threshold + 3 * c.interval);
+    }
+    CHECK(reported == std::set<pid_t>{10, 11, 12, 13});
+}
+
+TEST_CASE("with no more unmoved workers than frozen checks per read, every one is asked every read") {
+    Sim s;
+    for (pid_t tid = 10; tid < 13; ++tid) s.add(static_cast<std::uint32_t>(tid - 10), tid);
+    std::map<pid_t, int> asked;
+    for (int i = 0; i < 6; ++i) {  // the first read only meets them
+        s.now += s.cfg.interval;
+        (void)s.det.observe(s.snap, s.now, [&](pid_t tid) { return ++asked[tid] < 0; });
+    }
+    CHECK(asked == std::map<pid_t, int>{{10, 5}, {11, 5}, {12, 5}});
 }
 
 TEST_CASE("a jump of the clock (host suspended, monitor stopped) is not counted as a stall") {

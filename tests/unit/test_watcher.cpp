@@ -21,8 +21,9 @@ class RecordingWriter final : public sw::report::Writer {
 public:
     RecordingWriter() : Writer(sink_) {}
     void attached(const sw::report::Target&, const sw::report::WatchInfo&) override { ++attached_count; }
-    void detached(const sw::report::Target&, std::string_view reason, std::uint64_t, std::uint64_t) override {
-        detached_reason = std::string(reason);
+    void detached(const sw::report::Target&, const sw::report::Detached& d) override {
+        detached_reason = std::string(d.reason);
+        passes = d.passes;
     }
     void error(const sw::report::Target&, std::string_view message) override { errors.emplace_back(message); }
     void stall(const sw::report::StallReport& r) override { stalls.push_back(r); }
@@ -30,6 +31,7 @@ public:
 
     int attached_count = 0;
     std::string detached_reason;
+    std::uint64_t passes = 0;
     std::vector<std::string> errors;
     std::vector<sw::report::StallReport> stalls;
     std::vector<sw::detect::EventKind> events;
@@ -58,9 +60,11 @@ struct Rig {
         return watcher->start();
     }
     // `n` rounds, one interval apart; the first result that ends the watch.
+    std::uint64_t rounds_run = 0;
     std::optional<sw::cli::WatchResult> rounds(int n) {
         for (int i = 0; i < n; ++i) {
             now += opt.timing.interval;
+            ++rounds_run;
             if (auto r = watcher->round()) return r;
         }
         return std::nullopt;
@@ -96,6 +100,10 @@ TEST_CASE("watcher: a stalled worker is sampled once, reported, and its recovery
     CHECK(end.reports == 1);
     CHECK(end.withdrawn == 0);
     CHECK(rig.writer.detached_reason == "signal");
+    // Every read of the table was a pass, and the detached event says how many.
+    CHECK(end.passes == rig.rounds_run);
+    CHECK(rig.writer.passes == end.passes);
+    CHECK(end.pass_max <= end.pass_total);
 }
 
 TEST_CASE("watcher: a worker that moves on during its capture is withdrawn, not reported") {
@@ -148,16 +156,27 @@ TEST_CASE("watcher: --once ends the watch at the first report") {
     CHECK(rig.writer.detached_reason == "once");
 }
 
-TEST_CASE("watcher: a table the process no longer holds is left, and the next one watched") {
+TEST_CASE("watcher: a table the process no longer holds is left within 100 ms, and the next one watched") {
     Rig rig;
+    REQUIRE(rig.opt.table_check_every == 100ms);  // the default: checked every tenth round
     REQUIRE_FALSE(rig.start());
     CHECK_FALSE(rig.rounds(2));
     rig.target.table_file_inode = 2;  // as after an exec: another file behind the fd
-    CHECK_FALSE(rig.rounds(1));
+    CHECK_FALSE(rig.rounds(10));
     REQUIRE(rig.writer.errors.size() == 1);
     CHECK(rig.writer.errors[0].find("no longer holds the table being watched") != std::string::npos);
     CHECK_FALSE(rig.rounds(1));
     CHECK(rig.writer.attached_count == 2);
+}
+
+TEST_CASE("watcher: checked every round, a table the process no longer holds is left at the next round") {
+    Rig rig;
+    rig.opt.table_check_every = 0ms;
+    REQUIRE_FALSE(rig.start());
+    CHECK_FALSE(rig.rounds(2));
+    rig.target.table_file_inode = 2;
+    CHECK_FALSE(rig.rounds(1));
+    CHECK(rig.writer.errors.size() == 1);
 }
 
 TEST_CASE("watcher: a table checked less often (the agent) is still checked before a worker is sampled") {
