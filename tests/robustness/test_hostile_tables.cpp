@@ -206,9 +206,12 @@ TEST_CASE("slots whose tids flip at full speed, some of them foreign: only the t
 }
 
 TEST_CASE("a table rewritten, shrunk and flipped at full speed: clear errors or skips, never a crash or a hang") {
-    for (std::string mode : {"rewrite", "shrink", "flip", "chaos"}) {
+    // "flip, sealed": a table whose size is sealed is read through a mapping
+    // (proc/table_file.hpp), while its slots flip under it.
+    for (std::string mode : {"rewrite", "shrink", "flip", "flip, sealed", "chaos"}) {
         SUBCASE(mode.c_str()) {
-            Writer w({"--mode", mode});
+            Writer w(mode == "flip, sealed" ? std::vector<std::string>{"--mode", "flip", "--sealed"}
+                                            : std::vector<std::string>{"--mode", mode});
             auto seen = battery(w, 20, 3, 700ms);
             MESSAGE(mode << ": what the commands said:" << join(seen));
             // The writer is unharmed and nothing of it is left held.
@@ -242,9 +245,21 @@ TEST_CASE("the largest table the format allows, and capacities beyond it") {
         CHECK(sw.err().find("65536 worker(s)") != std::string::npos);
         CHECK(w.child.finish(5s) == std::optional<int>(0));
     }
+    SUBCASE("65536 slots in use, sealed as the shim leaves a table: read through a mapping") {
+        Writer w({"--mode", "huge", "--sealed"});
+        Process sw({stallwatch_binary(), "attach", pid_arg(w.pid), "--threshold", "20ms", "--format", "json"});
+        bool reported = sw.wait_for([&] { return sw.out().find("\"own-65535\"") != std::string::npos; }, 10s);
+        sw.signal(SIGTERM);
+        REQUIRE(sw.wait(10s).has_value());
+        INFO("stderr:\n" << sw.err());
+        CHECK(reported);
+        CHECK(sw.exit_code() == 0);
+        CHECK(sw.out().find("\"stallwatch.passes\":") != std::string::npos);
+        CHECK(w.child.finish(5s) == std::optional<int>(0));
+    }
     SUBCASE("every one of 4096 slots stalled: the reports are rate-limited") {
-        // (With 65536 the loop is slow, not wrong: each read asks /proc
-        // whether each of the 65536 stalled workers' thread is frozen.)
+        // (Whether a thread is frozen is asked of at most 64 unmoved workers
+        // per read, once per thread: detect::Config.)
         Writer w({"--mode", "huge", "--capacity", "4096", "--running-all"});
         Process sw({stallwatch_binary(), "attach", pid_arg(w.pid), "--threshold", "20ms"});
         auto stalls = [&] {

@@ -1,12 +1,17 @@
 // The shim and the reader against each other, in this process.
 #include <doctest/doctest.h>
 
+#include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <fmt/format.h>
+
 #include <array>
 #include <atomic>
+#include <cstddef>
 #include <cstring>
 #include <chrono>
 #include <condition_variable>
@@ -393,6 +398,51 @@ TEST_CASE("a slot read through the target's shared mapping of the table says wha
     ::munmap(shared, bytes.size());
     ::munmap(copy, bytes.size());
     ::close(fd);
+}
+
+// A table whose size is sealed (as the shim leaves it) is read through a
+// read-only shared mapping instead of preads; an unsealed one never is.
+TEST_CASE("a sealed table is read through a mapping, an unsealed one with pread, and both say the same") {
+    auto mappings_of = [](int fd) {
+        struct stat st {};
+        REQUIRE(::fstat(fd, &st) == 0);
+        auto maps = sw::proc::read_maps(::getpid());
+        REQUIRE(maps.ok());
+        int n = 0;
+        for (const auto& m : *maps) n += m.inode == st.st_ino && m.dev == st.st_dev && m.shared;
+        return n;
+    };
+    sw::test::TableImage img(16);
+    for (std::uint32_t i = 0; i < 16; ++i) img.worker(i, "w" + std::to_string(i), 200 + static_cast<int>(i), i * 3);
+    auto bytes = img.bytes();
+    std::vector<std::vector<std::string>> seen;
+    for (bool sealed : {false, true}) {
+        CAPTURE(sealed);
+        int fd = ::memfd_create("stallwatch", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+        REQUIRE(fd >= 0);
+        REQUIRE(::pwrite(fd, bytes.data(), bytes.size(), 0) == static_cast<ssize_t>(bytes.size()));
+        if (sealed) REQUIRE(::fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) == 0);
+        auto tf = TableFile::adopt(sw::UniqueFd(::dup(fd)), ::getpid());
+        CHECK(mappings_of(fd) == 0);
+        auto snap = tf.read();
+        REQUIRE(snap.ok());
+        CHECK(mappings_of(fd) == (sealed ? 1 : 0));
+        std::vector<std::string> w;
+        for (const auto& x : snap->workers) w.push_back(fmt::format("{} {} {} {}", x.slot, x.name, x.tid, x.progress));
+        seen.push_back(w);
+        // A change is seen at the next read, through the mapping too.
+        std::uint64_t progress = 999;
+        REQUIRE(::pwrite(fd, &progress, sizeof progress,
+                         static_cast<off_t>(bytes.size() - 16 * sizeof(stallwatch_slot) +
+                                            offsetof(stallwatch_slot, progress))) == sizeof progress);
+        auto again = tf.read();
+        REQUIRE(again.ok());
+        CHECK(again->workers.at(0).progress == 999);
+        ::close(fd);
+    }
+    REQUIRE(seen.size() == 2);
+    CHECK(seen[0].size() == 16);
+    CHECK(seen[0] == seen[1]);
 }
 
 TEST_CASE("a table shrunk under the reader gives an error, never a crash") {
