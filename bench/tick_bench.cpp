@@ -7,7 +7,7 @@
 // much as the store (identical code placed differently differs 7x on some
 // CPUs). The gate is a workload: a worker loop doing about 50 ns of real
 // work per unit (hashing a 40-byte buffer), with a tick per unit and
-// without, in alternating rounds, for five buffer sizes (32 to 64 bytes);
+// without, in alternating rounds, for nine buffer sizes (32 to 64 bytes);
 // the tick's cost is what the throughput loses, the median of the sizes.
 // Ends with:
 //   tick_ns: X
@@ -62,10 +62,15 @@ template <class Step>
 // unit can be skipped or overlapped away). Several sizes are measured:
 // where the loops land in memory changes one size's figure by a few
 // percent either way (the code, not the tick), so the gate is the median.
+//
+// The unit is a function of its own (noinline, 64-byte aligned), called by
+// both loops: the hashing is then the same machine code at the same address
+// with a tick and without, and the two loops differ only by the tick and the
+// few instructions around the call. A worker's unit of work is a call too.
 template <unsigned Bytes>
 struct Work {
     alignas(64) unsigned char buf[Bytes];
-    std::uint64_t unit() {
+    [[gnu::noinline, gnu::aligned(64)]] std::uint64_t unit() {
         std::uint64_t h = 0xcbf29ce484222325ull;
         for (unsigned char c : buf) {
             h ^= c;
@@ -168,7 +173,7 @@ int main()
     std::vector<double> size_overhead, size_plain, size_tick;
     auto workload = [&](auto work, unsigned bytes) {
         constexpr std::uint64_t kUnits = 1'000'000;  // ~50 ms per loop
-        constexpr int kWorkRounds = 11;
+        constexpr int kWorkRounds = 9;
         for (unsigned i = 0; i < bytes; ++i) work.buf[i] = static_cast<unsigned char>(i * 7 + 1);
         const auto nothing = [] {};
         ns_per_unit(work, tick, kUnits);  // warm-up
@@ -196,9 +201,13 @@ int main()
         size_tick.push_back(median(tick_unit));
     };
     workload(Work<32>{}, 32);
+    workload(Work<36>{}, 36);
     workload(Work<40>{}, 40);
+    workload(Work<44>{}, 44);
     workload(Work<48>{}, 48);
+    workload(Work<52>{}, 52);
     workload(Work<56>{}, 56);
+    workload(Work<60>{}, 60);
     workload(Work<64>{}, 64);
     if (w->progress - before_work != work_ticks) {
         std::fprintf(stderr, "sw_bench_tick: the workload's ticks did not all land\n");
