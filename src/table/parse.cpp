@@ -26,13 +26,14 @@ public:
         return v;
     }
 
-    // A NUL-terminated string stored in a field of `size` bytes at `off`.
-    std::optional<std::string> cstr(std::uint64_t off, std::size_t size) const {
+    // A NUL-terminated string stored in a field of `size` bytes at `off`,
+    // as a view into the bytes (copied once, by the caller, where it keeps it).
+    std::optional<std::string_view> cstr(std::uint64_t off, std::size_t size) const {
         if (off > b_.size() || b_.size() - off < size) return std::nullopt;
         const char* p = reinterpret_cast<const char*>(b_.data() + off);
         const void* nul = std::memchr(p, '\0', size);
         if (!nul) return std::nullopt;
-        return std::string(p, static_cast<const char*>(nul));
+        return std::string_view(p, static_cast<std::size_t>(static_cast<const char*>(nul) - p));
     }
 
 private:
@@ -128,7 +129,7 @@ Result<Header> parse_header(std::span<const std::byte> bytes, std::uint64_t file
     h.created_unix_ns = *in.get<std::uint64_t>(offsetof(H, created_unix_ns));
     auto name = in.cstr(offsetof(H, app_name), STALLWATCH_APP_NAME_SIZE);
     if (!name) return corrupt("application name is not NUL-terminated");
-    h.app_name = std::move(*name);
+    h.app_name = std::string(*name);
     return h;
 }
 
@@ -160,7 +161,7 @@ Result<Snapshot> parse_table(std::span<const std::byte> bytes, std::uint64_t fil
         g.id = k + 1;
         auto name = in.cstr(base + offsetof(G, name), STALLWATCH_GROUP_NAME_SIZE);
         if (!name) return corrupt(fmt::format("group {} name is not NUL-terminated", k));
-        g.name = std::move(*name);
+        g.name = std::string(*name);
         g.threshold_ms = *in.get<std::uint32_t>(base + offsetof(G, threshold_ms));
         g.episodes = *in.get<std::uint64_t>(base + offsetof(G, episodes));
         g.episode_begin_unix_ns = *in.get<std::uint64_t>(base + offsetof(G, episode_begin_unix_ns));
@@ -183,23 +184,27 @@ Result<Snapshot> parse_table(std::span<const std::byte> bytes, std::uint64_t fil
         if (state != STALLWATCH_SLOT_RUNNING && state != STALLWATCH_SLOT_PARKED)
             return corrupt(fmt::format("slot {} has unknown state {}", i, state));
 
-        Worker w;
+        const auto tid = *in.get<std::int32_t>(base + offsetof(S, tid));
+        if (tid <= 0) return corrupt(fmt::format("slot {} has invalid tid {}", i, tid));
+        auto name = in.cstr(base + offsetof(S, name), STALLWATCH_WORKER_NAME_SIZE);
+        if (!name) return corrupt(fmt::format("slot {} name is not NUL-terminated", i));
+        std::uint32_t group = 0;
+        if (snap.header.version == STALLWATCH_TABLE_VERSION_GROUPS) {  // version 1: a reserved field
+            group = *in.get<std::uint32_t>(base + offsetof(S, group));
+            if (group > snap.header.group_capacity)
+                return corrupt(fmt::format("slot {} names group {} of {}", i, group, snap.header.group_capacity));
+            if (!made[group]) group = 0;
+        }
+        // Built in place: a worker is one string copy (a monitor parses a
+        // table of a thousand workers a hundred times a second).
+        Worker& w = snap.workers.emplace_back();
         w.slot = i;
         w.state = static_cast<WorkerState>(state);
         w.progress = *in.get<std::uint64_t>(base + offsetof(S, progress));
-        w.tid = *in.get<std::int32_t>(base + offsetof(S, tid));
+        w.tid = tid;
         w.generation = *in.get<std::uint32_t>(base + offsetof(S, generation));
-        if (w.tid <= 0) return corrupt(fmt::format("slot {} has invalid tid {}", i, w.tid));
-        auto name = in.cstr(base + offsetof(S, name), STALLWATCH_WORKER_NAME_SIZE);
-        if (!name) return corrupt(fmt::format("slot {} name is not NUL-terminated", i));
-        w.name = std::move(*name);
-        if (snap.header.version == STALLWATCH_TABLE_VERSION_GROUPS) {  // version 1: a reserved field
-            auto group = *in.get<std::uint32_t>(base + offsetof(S, group));
-            if (group > snap.header.group_capacity)
-                return corrupt(fmt::format("slot {} names group {} of {}", i, group, snap.header.group_capacity));
-            w.group = made[group] ? group : 0;
-        }
-        snap.workers.push_back(std::move(w));
+        w.group = group;
+        w.name.assign(*name);
     }
     return snap;
 }
