@@ -930,7 +930,7 @@ int main(int argc, char** argv) {
     const int n_deep = quick ? 60 : 300;
     const int n_cold = quick ? 4 : 15;
     const int n_oneshot = quick ? 4 : 15;
-    const int n_detect = quick ? 2 : 7;
+    const int n_detect = quick ? 2 : 15;
     const std::size_t max_frames = 256;
     auto started = Clock::now();
 
@@ -1178,7 +1178,6 @@ int main(int argc, char** argv) {
     check("stop cold / warm, medians (ratio)", cold_vs_warm, "x", 1.2);
     check("stop p99, depth 10, goal (us)", figure(warm_s, &Stats::p99), "us", 200);
     check("stop median, depth 10 (us)", figure(warm_s, &Stats::median), "us", 50);
-    check("stop p99, depth 10 (us)", figure(warm_s, &Stats::p99), "us", 500);
     check("stop median, depth 200 (us)", figure(deep_s, &Stats::median), "us", 50);
     check("stop p99, depth 200 (us)", figure(deep_s, &Stats::p99), "us", 500);
     check("stop cold median, depth 10 (us)", figure(cold_s, &Stats::median), "us", 50);
@@ -1193,6 +1192,8 @@ int main(int argc, char** argv) {
     check("warm symbolize, new addresses (us)", figure(sym_new_s, &Stats::median), "us", 1000);
     check("detection latency median (ms)", figure(detect_s, &Stats::median), "ms", 120);
     check("detection latency max (ms)", figure(detect_s, &Stats::max), "ms", 120);
+    // Issue 15: p99 within threshold + interval + 5 ms (100 + 10 + 5).
+    check("detection latency p99, goal (ms)", figure(detect_s, &Stats::p99), "ms", 115);
     std::size_t misses = 0;
     fmt::print("\ntargets:\n");
     for (const auto& v : verdicts) {
@@ -1222,5 +1223,6 @@ int main(int argc, char** argv) {
     print_figure("oneshot_vs_eu_stack", ratio, 3);
     print_figure("warm_symbolize_us", figure(sym_s, &Stats::median), 2);
     print_figure("detect_latency_ms", figure(detect_s, &Stats::median), 1);
+    print_figure("detect_latency_p99_ms", figure(detect_s, &Stats::p99), 1);
     return 0;
 }
