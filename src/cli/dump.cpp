@@ -7,9 +7,12 @@
 #include <fmt/ostream.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cstdlib>
 #include <memory>
 #include <optional>
 #include <set>
+#include <string_view>
 
 #include "cli/commands.hpp"
 #include "cli/output.hpp"
@@ -32,9 +35,30 @@ struct Failure {
     bool denied = false;  // not permitted, for a thread of the process itself
 };
 
+using Clock = std::chrono::steady_clock;
+
+double ms(std::chrono::nanoseconds d) { return std::chrono::duration<double, std::milli>(d).count(); }
+
+// STALLWATCH_DUMP_PHASES=1: where this dump's time went, on standard error
+// (docs/capture.md section 5.1).
+void print_phases(std::ostream& err, Clock::time_point begin, Clock::time_point sampling, Clock::time_point end,
+                  const SamplerPhases& p) {
+    const char* v = std::getenv("STALLWATCH_DUMP_PHASES");
+    if (!v || !*v || std::string_view(v) == "0") return;
+    auto in_sampling = end - sampling;
+    auto sampled = p.before + p.capture + p.unwind + p.symbolize + p.locks;
+    fmt::print(err,
+               "stallwatch: phases: setup {:.2f} ms; {} captures: /proc before {:.2f} ms, capture {:.2f} ms "
+               "(waiting for the stops {:.2f} ms, stopped {:.2f} ms), unwind {:.2f} ms, symbolize {:.2f} ms, "
+               "locks {:.2f} ms; writing and the rest {:.2f} ms; total {:.2f} ms from main\n",
+               ms(sampling - begin), p.captures, ms(p.before), ms(p.capture), ms(p.stop_wait), ms(p.stopped),
+               ms(p.unwind), ms(p.symbolize), ms(p.locks), ms(in_sampling - sampled), ms(end - begin));
+}
+
 }  // namespace
 
 int run_dump(const DumpOptions& opt, std::ostream& out, std::ostream& err) {
+    const auto begin = Clock::now();
     auto fail = [&](const Error& e) {
         fmt::print(err, "stallwatch: {}\n", e.message);
         return exit_code_for(e.code);
@@ -98,6 +122,7 @@ int run_dump(const DumpOptions& opt, std::ostream& out, std::ostream& err) {
 
     proc::prewarm_capture(sampler_options(opt.out).capture);
     if (snap) sampler.begin_round(snap->workers);
+    const auto sampling = Clock::now();
     std::set<std::string> deadlocks_said;
     std::size_t sampled = 0;
     std::vector<Failure> failures;
@@ -161,6 +186,7 @@ int run_dump(const DumpOptions& opt, std::ostream& out, std::ostream& err) {
         ++sampled;
     }
     writer->finish();
+    print_phases(err, begin, sampling, Clock::now(), sampler.phases());
     if (!writer->good()) return cannot_write(errno);
     // Not permitted to sample any thread (another user's process, Yama, a
     // debugger on every thread): one line and exit 4, as the other commands,

@@ -18,6 +18,7 @@ SamplerOptions sampler_options(const OutputOptions& out) {
     s.max_frames = out.max_frames;
     s.symbols.debuginfod = out.debuginfod;
     s.holder_stacks = out.holder_stacks;
+    s.text_folded = out.format == report::Format::text && !out.full;
     return s;
 }
 
@@ -55,6 +56,13 @@ std::optional<report::StallReport> Sampler::sample(const detect::Event& event,
     r.event = event;
     r.target = target_;
     pid_t tid = event.worker.tid;
+    using clock = std::chrono::steady_clock;
+    auto mark = clock::now();
+    auto lap = [&mark](std::chrono::nanoseconds& into) {
+        auto now = clock::now();
+        into += now - mark;
+        mark = now;
+    };
     // Before the stop: a sleeping thread reports restart_syscall once stopped.
     r.thread = process_.thread_state(tid);
     if (r.thread.syscall_nr == SYS_restart_syscall) {
@@ -73,7 +81,10 @@ std::optional<report::StallReport> Sampler::sample(const detect::Event& event,
         r.capture_denied = maps.error().code == Errc::permission_denied;
         return r;
     }
+    lap(phases_.before);
     auto got = process_.capture(tid, *maps, opt_.capture, still_stalled);
+    lap(phases_.capture);
+    ++phases_.captures;
     if (!got) {
         r.capture_error = got.error().message;
         r.thread_exited = got.error().code == Errc::no_such_process;
@@ -83,16 +94,28 @@ std::optional<report::StallReport> Sampler::sample(const detect::Event& event,
     if (got->dropped) return std::nullopt;
     r.stop_window = got->capture.stopped;
     r.stop_wait = got->capture.stop_wait;
+    phases_.stopped += r.stop_window;
+    phases_.stop_wait += r.stop_wait;
 
     // The thread runs again: everything from here costs it nothing. Files
     // are opened with the target's rights, not ours.
     auto as_target = process_.file_access();
     if (symbolizer_.refresh(*maps)) unwinder_.flush();
+    lap(phases_.symbolize);
     auto raw = unwinder_.unwind(got->capture, opt_.max_frames);
-    r.frames = symbolizer_.symbolize(raw);
+    lap(phases_.unwind);
+    r.frames = symbolize(raw);
+    lap(phases_.symbolize);
     r.stopped_early = raw.stopped_early;
     follow_locks(r, got->capture, *maps);
+    lap(phases_.locks);
     return r;
+}
+
+std::vector<symbolize::Frame> Sampler::symbolize(const unwind::RawStack& raw) {
+    if (!opt_.text_folded) return symbolizer_.symbolize(raw);
+    const auto detail = report::text_detail(symbolizer_.modules(raw), target_.executable);
+    return symbolizer_.symbolize(raw, detail);
 }
 
 void Sampler::begin_round(const std::vector<table::Worker>& workers) {
@@ -178,7 +201,7 @@ report::LockHolder Sampler::holder(pid_t tid, const std::vector<proc::Mapping>& 
         h.stop_window = got->capture.stopped;
         auto as_target = process_.file_access();
         auto raw = unwinder_.unwind(got->capture, opt_.max_frames);
-        h.frames = symbolizer_.symbolize(raw);
+        h.frames = symbolize(raw);
         h.stopped_early = raw.stopped_early;
         h.waits = report::analyze_wait(got->capture.regs, h.frames, target_.executable,
                                        std::span(got->capture.lock_bytes.data(), got->capture.lock_read),

@@ -4,6 +4,7 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <map>
 #include <memory>
 
@@ -24,8 +25,26 @@ struct SamplerOptions {
     // holder is named, never stopped.
     bool holder_stacks = true;
     static constexpr std::size_t max_holders = 16;  // a longer chain is not followed
+    // The report is written as text without --full: frames in runtime
+    // modules are named from their symbol table alone, without reading the
+    // module's debug info (report::text_detail).
+    bool text_folded = false;
     proc::CaptureOptions capture;
     symbolize::Options symbols;
+};
+
+// Where the time of the samples taken so far went, summed over them
+// (STALLWATCH_DUMP_PHASES, docs/capture.md section 5.1).
+struct SamplerPhases {
+    using ns = std::chrono::nanoseconds;
+    std::size_t captures = 0;
+    ns before{};     // the thread's state and the process's mappings, from /proc
+    ns capture{};    // seize to detach, for the capture call as a whole
+    ns stop_wait{};  // of which: interrupt asked -> stop seen
+    ns stopped{};    // of which: stop seen -> detach (the thread frozen)
+    ns unwind{};
+    ns symbolize{};
+    ns locks{};      // lock analysis, holders' captures included
 };
 
 class Sampler {
@@ -46,6 +65,7 @@ public:
     void prewarm();
 
     const report::Target& target() const { return target_; }
+    const SamplerPhases& phases() const { return phases_; }
 
     // The workers of the table as last read: a lock's holder is named by
     // its worker name when it has one. Also starts a new round: a holder
@@ -64,6 +84,7 @@ private:
     bool cycle_holds(const report::Deadlock& d);
     report::LockHolder holder(pid_t tid, const std::vector<proc::Mapping>& maps);
     std::optional<pid_t> thread_of_target(pid_t id_in_target);
+    std::vector<symbolize::Frame> symbolize(const unwind::RawStack& raw);
 
     proc::Target& process_;
     report::Target target_;
@@ -76,6 +97,7 @@ private:
     symbolize::Symbolizer symbolizer_;
     std::vector<table::Worker> workers_;  // the table's workers, as read for this round
     std::map<pid_t, report::LockHolder> holders_;  // captured this round
+    SamplerPhases phases_;
 };
 
 // The sampler settings the output options ask for.
