@@ -450,10 +450,7 @@ Symbolizer::~Symbolizer() {
 }
 
 bool Symbolizer::refresh(const std::vector<proc::Mapping>& maps) {
-    std::size_t sig = 0;
-    for (const auto& m : maps)
-        if (m.executable && !m.path.empty())
-            sig = sig * 1000003u ^ std::hash<std::string>{}(m.path) ^ (m.start.value() * 31u) ^ m.inode;
+    const std::size_t sig = proc::executable_signature(maps);
     if (impl_->reported && sig == impl_->maps_signature) return false;
     impl_->maps_signature = sig;
     if (impl_->dwfl) impl_->report(maps);
