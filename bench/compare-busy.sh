@@ -68,11 +68,10 @@ echo "compare-busy: target pid $pid, 8 spinning threads and one blocked; $(nproc
 
 tools=(eu_stack eu_stack_is dump dump_full dump_json)
 [ "$have_gdb" -eq 1 ] && tools+=(gdb)
-command_of() {
+command_of() {  # gdb's command has arguments with spaces: run_tool spells it out
     case $1 in
     eu_stack) echo "eu-stack -p $pid" ;;
     eu_stack_is) echo "eu-stack -p $pid -i -s" ;;
-    gdb) echo "gdb -p $pid -batch -ex set\ pagination\ off -ex thread\ apply\ all\ bt" ;;
     dump) echo "$stallwatch dump $pid --all-threads" ;;
     dump_full) echo "$stallwatch dump $pid --all-threads --full" ;;
     dump_json) echo "$stallwatch dump $pid --all-threads --format json" ;;
