@@ -16,7 +16,7 @@ SymbolizeAhead::~SymbolizeAhead() {
 void SymbolizeAhead::push(Captured c) {
     {
         std::lock_guard lock(mutex_);
-        items_.push_back(Item{std::move(c), {}, false});
+        items_.push_back(Item{std::move(c), {}, nullptr, false});
     }
     changed_.notify_all();
 }
@@ -39,6 +39,7 @@ std::pair<Captured, std::vector<symbolize::Frame>> SymbolizeAhead::take() {
     Item item = std::move(items_.front());
     items_.pop_front();
     --next_;
+    if (item.error) std::rethrow_exception(item.error);
     return {std::move(item.captured), std::move(item.frames)};
 }
 
@@ -52,9 +53,16 @@ void SymbolizeAhead::run() {
         // popped at its ends, and this one is not popped before it is done.
         Item& item = items_[next_];
         lock.unlock();
-        auto frames = sampler_.symbolize(item.captured);
+        std::vector<symbolize::Frame> frames;
+        std::exception_ptr error;
+        try {
+            frames = sampler_.symbolize(item.captured);
+        } catch (...) {
+            error = std::current_exception();
+        }
         lock.lock();
         item.frames = std::move(frames);
+        item.error = error;
         item.done = true;
         ++next_;
         changed_.notify_all();

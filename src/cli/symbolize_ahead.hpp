@@ -8,6 +8,7 @@
 #include <condition_variable>
 #include <cstddef>
 #include <deque>
+#include <exception>
 #include <mutex>
 #include <thread>
 #include <utility>
@@ -30,7 +31,8 @@ public:
     bool empty();
     // The oldest item is symbolized.
     bool front_ready();
-    // The oldest item and its frames, waiting for them if need be.
+    // The oldest item and its frames, waiting for them if need be. What
+    // symbolizing it threw is thrown here, on the caller's thread.
     std::pair<Captured, std::vector<symbolize::Frame>> take();
     // How long take() waited for the thread, in all.
     std::chrono::nanoseconds waited() const { return waited_; }
@@ -39,6 +41,7 @@ private:
     struct Item {
         Captured captured;
         std::vector<symbolize::Frame> frames;
+        std::exception_ptr error;
         bool done = false;
     };
     void run();
