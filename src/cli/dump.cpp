@@ -7,13 +7,17 @@
 #include <fmt/ostream.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cstdlib>
 #include <memory>
 #include <optional>
 #include <set>
+#include <string_view>
 
 #include "cli/commands.hpp"
 #include "cli/output.hpp"
 #include "cli/sampler.hpp"
+#include "cli/symbolize_ahead.hpp"
 #include "common/text.hpp"
 #include "proc/process.hpp"
 #include "proc/target.hpp"
@@ -32,9 +36,33 @@ struct Failure {
     bool denied = false;  // not permitted, for a thread of the process itself
 };
 
+using Clock = std::chrono::steady_clock;
+
+double ms(std::chrono::nanoseconds d) { return std::chrono::duration<double, std::milli>(d).count(); }
+
+// STALLWATCH_DUMP_PHASES=1: where this dump's time went, on standard error
+// (docs/capture.md section 5.2). Symbolization runs on a thread of its own
+// (SymbolizeAhead), overlapping the captures: `waited` is the part of it
+// that the main thread waited for.
+void print_phases(std::ostream& err, Clock::time_point begin, Clock::time_point sampling, Clock::time_point end,
+                  const SamplerPhases& p, std::chrono::nanoseconds waited) {
+    const char* v = std::getenv("STALLWATCH_DUMP_PHASES");
+    if (!v || !*v || std::string_view(v) == "0") return;
+    auto on_main = p.before + p.capture + p.unwind + p.locks + waited;
+    fmt::print(err,
+               "stallwatch: phases: setup {:.2f} ms; {} captures: /proc before {:.2f} ms, capture {:.2f} ms "
+               "(waiting for the stops {:.2f} ms, stopped {:.2f} ms), unwind {:.2f} ms, locks {:.2f} ms; "
+               "symbolize {:.2f} ms on its own thread, of which waited for {:.2f} ms; writing and the rest "
+               "{:.2f} ms; total {:.2f} ms from main\n",
+               ms(sampling - begin), p.captures, ms(p.before), ms(p.capture), ms(p.stop_wait), ms(p.stopped),
+               ms(p.unwind), ms(p.locks), ms(p.symbolize), ms(waited), ms(end - sampling - on_main),
+               ms(end - begin));
+}
+
 }  // namespace
 
 int run_dump(const DumpOptions& opt, std::ostream& out, std::ostream& err) {
+    const auto begin = Clock::now();
     auto fail = [&](const Error& e) {
         fmt::print(err, "stallwatch: {}\n", e.message);
         return exit_code_for(e.code);
@@ -98,9 +126,34 @@ int run_dump(const DumpOptions& opt, std::ostream& out, std::ostream& err) {
 
     proc::prewarm_capture(sampler_options(opt.out).capture);
     if (snap) sampler.begin_round(snap->workers);
+    const auto sampling = Clock::now();
     std::set<std::string> deadlocks_said;
     std::size_t sampled = 0;
     std::vector<Failure> failures;
+    // Each thread's report, in order, once its frames are named on the
+    // symbolizing thread; false when the output cannot be written.
+    SymbolizeAhead ahead(sampler);
+    auto write_ready = [&](bool wait) {
+        while (!ahead.empty() && (wait || ahead.front_ready())) {
+            auto [c, frames] = ahead.take();
+            auto r = sampler.finish(std::move(c), std::move(frames));
+            if (r.thread_exited) continue;  // gone since we listed it: nothing to show
+            if (!r.capture_error.empty()) {
+                // A slot naming another process's thread is refused as "not
+                // permitted" too, but says nothing of our rights to this one.
+                bool ours = process->has_thread(r.event.worker.tid);
+                failures.push_back(Failure{r.event.worker.tid, r.capture_error, r.capture_denied && ours});
+                continue;
+            }
+            writer->stall(r);
+            if (r.deadlock && deadlocks_said.insert(r.deadlock->key()).second)
+                writer->deadlock(sampler.target(), *r.deadlock);
+            for (const auto& n : sampler.take_notices()) fmt::print(err, "stallwatch: {}\n", n);
+            if (!writer->good()) return false;
+            ++sampled;
+        }
+        return true;
+    };
     for (const auto& t : threads) {
         detect::Event e;
         e.kind = detect::EventKind::sample;
@@ -124,7 +177,8 @@ int run_dump(const DumpOptions& opt, std::ostream& out, std::ostream& err) {
             auto slot = table_file->read_slot(t.worker.slot, t.worker.generation);
             if (!slot) continue;  // unregistered since the snapshot
             if (slot->state == table::WorkerState::parked) {
-                report::StallReport r;
+                Captured parked;
+                report::StallReport& r = parked.report;
                 r.event = e;
                 r.event.worker.state = slot->state;
                 r.event.worker.progress = slot->progress;
@@ -132,35 +186,25 @@ int run_dump(const DumpOptions& opt, std::ostream& out, std::ostream& err) {
                 r.unix_ns = report::unix_now_ns();
                 r.thread = process->thread_state(t.worker.tid);
                 r.not_stopped = "parked";
-                writer->stall(r);
-                if (!writer->good()) return cannot_write(errno);
-                ++sampled;
+                r.registered = true;
+                ahead.push(std::move(parked));
+                if (!write_ready(false)) return cannot_write(errno);
                 continue;
             }
         }
-        auto r = sampler.sample(e, at_capture);
-        if (!r) continue;                // unregistered during its capture
-        if (r->thread_exited) continue;  // gone since we listed it: nothing to show
+        auto c = sampler.capture(e, at_capture);
+        if (!c) continue;  // unregistered during its capture
         if (now) {
-            r->event.worker.state = now->state;
-            r->event.worker.progress = now->progress;
+            c->report.event.worker.state = now->state;
+            c->report.event.worker.progress = now->progress;
         }
-        r->registered = t.registered;
-        if (!r->capture_error.empty()) {
-            // A slot naming another process's thread is refused as "not
-            // permitted" too, but says nothing of our rights to this one.
-            bool ours = process->has_thread(t.worker.tid);
-            failures.push_back(Failure{t.worker.tid, r->capture_error, r->capture_denied && ours});
-            continue;
-        }
-        writer->stall(*r);
-        if (r->deadlock && deadlocks_said.insert(r->deadlock->key()).second)
-            writer->deadlock(sampler.target(), *r->deadlock);
-        for (const auto& n : sampler.take_notices()) fmt::print(err, "stallwatch: {}\n", n);
-        if (!writer->good()) return cannot_write(errno);  // stop no more threads for nothing
-        ++sampled;
+        c->report.registered = t.registered;
+        ahead.push(std::move(*c));
+        if (!write_ready(false)) return cannot_write(errno);  // stop no more threads for nothing
     }
+    if (!write_ready(true)) return cannot_write(errno);
     writer->finish();
+    print_phases(err, begin, sampling, Clock::now(), sampler.phases(), ahead.waited());
     if (!writer->good()) return cannot_write(errno);
     // Not permitted to sample any thread (another user's process, Yama, a
     // debugger on every thread): one line and exit 4, as the other commands,

@@ -131,8 +131,9 @@ void add_output_options(CLI::App& cmd, OutputOptions& o, std::string& format, st
         ->check(CLI::IsMember({"text", "json", "folded"}))
         ->capture_default_str();
     cmd.add_flag("--full", o.full,
-                 "Text: show every frame; by default runs of C library and runtime frames are "
-                 "folded into one line, and a run of identical frames (recursion) too");
+                 "Text: show every frame, with inlined calls and file:line; by default runs of C library "
+                 "and runtime frames are folded into one line, a run of identical frames (recursion) too, "
+                 "and system libraries' frames are named from their symbol table alone");
     cmd.add_option("-n,--max-frames", o.max_frames, "Deepest stack to print")
         ->check(CLI::Range(1, 4096))
         ->capture_default_str();

@@ -18,6 +18,7 @@ SamplerOptions sampler_options(const OutputOptions& out) {
     s.max_frames = out.max_frames;
     s.symbols.debuginfod = out.debuginfod;
     s.holder_stacks = out.holder_stacks;
+    s.text_folded = out.format == report::Format::text && !out.full;
     return s;
 }
 
@@ -35,7 +36,10 @@ report::Target describe_target(proc::Target& process, std::string app_name) {
 Sampler::Sampler(proc::Target& process, report::Target target, SamplerOptions opt)
     : process_(process), target_(std::move(target)), opt_(opt), unwinder_(process), symbolizer_(process, opt.symbols) {}
 
-std::vector<std::string> Sampler::take_notices() { return symbolizer_.take_notices(); }
+std::vector<std::string> Sampler::take_notices() {
+    std::lock_guard lock(symbolizer_mutex_);
+    return symbolizer_.take_notices();
+}
 
 void Sampler::prewarm() {
     proc::prewarm_capture(opt_.capture);
@@ -51,10 +55,25 @@ void Sampler::prewarm() {
 
 std::optional<report::StallReport> Sampler::sample(const detect::Event& event,
                                                    const proc::StillStalled& still_stalled) {
-    report::StallReport r;
+    auto c = capture(event, still_stalled);
+    if (!c) return std::nullopt;
+    auto frames = symbolize(*c);
+    return finish(std::move(*c), std::move(frames));
+}
+
+std::optional<Captured> Sampler::capture(const detect::Event& event, const proc::StillStalled& still_stalled) {
+    Captured c;
+    report::StallReport& r = c.report;
     r.event = event;
     r.target = target_;
     pid_t tid = event.worker.tid;
+    using clock = std::chrono::steady_clock;
+    auto mark = clock::now();
+    auto lap = [&mark](std::chrono::nanoseconds& into) {
+        auto now = clock::now();
+        into += now - mark;
+        mark = now;
+    };
     // Before the stop: a sleeping thread reports restart_syscall once stopped.
     r.thread = process_.thread_state(tid);
     if (r.thread.syscall_nr == SYS_restart_syscall) {
@@ -71,28 +90,68 @@ std::optional<report::StallReport> Sampler::sample(const detect::Event& event,
     if (!maps) {
         r.capture_error = maps.error().message;
         r.capture_denied = maps.error().code == Errc::permission_denied;
-        return r;
+        return c;
     }
+    lap(phases_.before);
     auto got = process_.capture(tid, *maps, opt_.capture, still_stalled);
+    lap(phases_.capture);
+    ++phases_.captures;
     if (!got) {
         r.capture_error = got.error().message;
         r.thread_exited = got.error().code == Errc::no_such_process;
         r.capture_denied = got.error().code == Errc::permission_denied;
-        return r;
+        return c;
     }
     if (got->dropped) return std::nullopt;
     r.stop_window = got->capture.stopped;
     r.stop_wait = got->capture.stop_wait;
+    phases_.stopped += r.stop_window;
+    phases_.stop_wait += r.stop_wait;
 
     // The thread runs again: everything from here costs it nothing. Files
     // are opened with the target's rights, not ours.
     auto as_target = process_.file_access();
-    if (symbolizer_.refresh(*maps)) unwinder_.flush();
-    auto raw = unwinder_.unwind(got->capture, opt_.max_frames);
-    r.frames = symbolizer_.symbolize(raw);
-    r.stopped_early = raw.stopped_early;
-    follow_locks(r, got->capture, *maps);
-    return r;
+    if (auto sig = proc::executable_signature(*maps); sig != unwound_maps_) {
+        unwinder_.flush();  // modules came or went since the last unwind
+        unwound_maps_ = sig;
+    }
+    c.raw = unwinder_.unwind(got->capture, opt_.max_frames);
+    lap(phases_.unwind);
+    r.stopped_early = c.raw.stopped_early;
+    c.capture = std::move(got->capture);
+    c.capture.stack.bytes = {};  // unwound: the copy is not needed any more
+    c.maps = std::move(*maps);
+    c.captured = true;
+    return c;
+}
+
+std::vector<symbolize::Frame> Sampler::symbolize(const Captured& c) {
+    if (!c.captured) return {};
+    return symbolize_raw(c.raw, &c.maps);
+}
+
+report::StallReport Sampler::finish(Captured c, std::vector<symbolize::Frame> frames) {
+    if (!c.captured) return std::move(c.report);
+    const auto start = std::chrono::steady_clock::now();
+    c.report.frames = std::move(frames);
+    follow_locks(c.report, c.capture, c.maps);
+    phases_.locks += std::chrono::steady_clock::now() - start;
+    return std::move(c.report);
+}
+
+std::vector<symbolize::Frame> Sampler::symbolize_raw(const unwind::RawStack& raw,
+                                                     const std::vector<proc::Mapping>* maps) {
+    std::lock_guard lock(symbolizer_mutex_);
+    const auto start = std::chrono::steady_clock::now();
+    auto as_target = process_.file_access();  // on this thread: file identities are per thread
+    if (maps) symbolizer_.refresh(*maps);
+    std::vector<symbolize::Frame> frames;
+    if (!opt_.text_folded)
+        frames = symbolizer_.symbolize(raw);
+    else
+        frames = symbolizer_.symbolize(raw, report::text_detail(symbolizer_.modules(raw), target_.executable));
+    phases_.symbolize += std::chrono::steady_clock::now() - start;
+    return frames;
 }
 
 void Sampler::begin_round(const std::vector<table::Worker>& workers) {
@@ -178,7 +237,7 @@ report::LockHolder Sampler::holder(pid_t tid, const std::vector<proc::Mapping>& 
         h.stop_window = got->capture.stopped;
         auto as_target = process_.file_access();
         auto raw = unwinder_.unwind(got->capture, opt_.max_frames);
-        h.frames = symbolizer_.symbolize(raw);
+        h.frames = symbolize_raw(raw, nullptr);
         h.stopped_early = raw.stopped_early;
         h.waits = report::analyze_wait(got->capture.regs, h.frames, target_.executable,
                                        std::span(got->capture.lock_bytes.data(), got->capture.lock_read),

@@ -4,8 +4,10 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <map>
 #include <memory>
+#include <mutex>
 
 #include "cli/options.hpp"
 #include "proc/capture.hpp"
@@ -24,8 +26,35 @@ struct SamplerOptions {
     // holder is named, never stopped.
     bool holder_stacks = true;
     static constexpr std::size_t max_holders = 16;  // a longer chain is not followed
+    // The report is written as text without --full: frames in runtime
+    // modules are named from their symbol table alone, without reading the
+    // module's debug info (report::text_detail).
+    bool text_folded = false;
     proc::CaptureOptions capture;
     symbolize::Options symbols;
+};
+
+// Where the time of the samples taken so far went, summed over them
+// (STALLWATCH_DUMP_PHASES, docs/capture.md section 5.2).
+struct SamplerPhases {
+    using ns = std::chrono::nanoseconds;
+    std::size_t captures = 0;
+    ns before{};     // the thread's state and the process's mappings, from /proc
+    ns capture{};    // seize to detach, for the capture call as a whole
+    ns stop_wait{};  // of which: interrupt asked -> stop seen
+    ns stopped{};    // of which: stop seen -> detach (the thread frozen)
+    ns unwind{};
+    ns symbolize{};
+    ns locks{};      // lock analysis, holders' captures included
+};
+
+// A thread captured and unwound, not yet symbolized (Sampler::capture).
+struct Captured {
+    report::StallReport report;  // no frames yet; capture_error set when there is no stack
+    bool captured = false;       // a stack was taken (raw, capture and maps are set)
+    unwind::RawStack raw;
+    proc::ThreadCapture capture;  // registers and lock bytes; the stack copy is released
+    std::vector<proc::Mapping> maps;
 };
 
 class Sampler {
@@ -40,12 +69,23 @@ public:
     std::optional<report::StallReport> sample(const detect::Event& event,
                                               const proc::StillStalled& still_stalled);
 
+    // sample() in three steps, for a caller that symbolizes one thread's
+    // stack on a thread of its own while it captures the next:
+    // capture() stops the thread, copies and unwinds its stack (nullopt:
+    // dropped, as sample()); symbolize() may run on another thread than
+    // the other calls (the symbolizer has a lock of its own); finish()
+    // follows the locks the thread waits on, which may stop their holders.
+    std::optional<Captured> capture(const detect::Event& event, const proc::StillStalled& still_stalled);
+    std::vector<symbolize::Frame> symbolize(const Captured& c);
+    report::StallReport finish(Captured c, std::vector<symbolize::Frame> frames);
+
     // Loads the modules and their debug info now, so that the first stall
     // report does not pay for it (decompressing a large debug file can take
     // tens of milliseconds). Best effort.
     void prewarm();
 
     const report::Target& target() const { return target_; }
+    const SamplerPhases& phases() const { return phases_; }
 
     // The workers of the table as last read: a lock's holder is named by
     // its worker name when it has one. Also starts a new round: a holder
@@ -64,6 +104,8 @@ private:
     bool cycle_holds(const report::Deadlock& d);
     report::LockHolder holder(pid_t tid, const std::vector<proc::Mapping>& maps);
     std::optional<pid_t> thread_of_target(pid_t id_in_target);
+    // Under symbolizer_mutex_; refreshes the modules from `maps` first when given.
+    std::vector<symbolize::Frame> symbolize_raw(const unwind::RawStack& raw, const std::vector<proc::Mapping>* maps);
 
     proc::Target& process_;
     report::Target target_;
@@ -73,9 +115,12 @@ private:
     // after our first stop the kernel reports a sleep as restart_syscall
     // (waiting in do_syscall_64), which says nothing.
     std::map<pid_t, proc::ThreadState> last_syscall_;
+    std::size_t unwound_maps_ = 0;  // proc::executable_signature of the maps of the last unwind
+    std::mutex symbolizer_mutex_;   // symbolizer_ and phases_.symbolize
     symbolize::Symbolizer symbolizer_;
     std::vector<table::Worker> workers_;  // the table's workers, as read for this round
     std::map<pid_t, report::LockHolder> holders_;  // captured this round
+    SamplerPhases phases_;
 };
 
 // The sampler settings the output options ask for.

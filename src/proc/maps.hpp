@@ -49,6 +49,10 @@ struct MappedFileBytes {
 // that differs from the file). Nullopt when there is none.
 std::optional<RemoteAddr> find_mapped(const std::vector<Mapping>& maps, const MappedFileBytes& what);
 
+// A hash of the executable file mappings (path, start, inode): it changes
+// when a module is loaded, unloaded or moved (dlopen, dlclose).
+std::size_t executable_signature(const std::vector<Mapping>& maps);
+
 // Reads /proc/<pid>/maps. Errors: no_such_process, permission_denied, io.
 Result<std::vector<Mapping>> read_maps(pid_t pid);
 

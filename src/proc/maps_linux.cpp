@@ -11,6 +11,7 @@
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <sstream>
 #include <string_view>
 
@@ -82,6 +83,14 @@ Result<std::vector<Mapping>> read_maps(pid_t pid) {
         return e;
     }
     return parse_maps(*text);
+}
+
+std::size_t executable_signature(const std::vector<Mapping>& maps) {
+    std::size_t sig = 0;
+    for (const auto& m : maps)
+        if (m.executable && !m.path.empty())
+            sig = sig * 1000003u ^ std::hash<std::string>{}(m.path) ^ (m.start.value() * 31u) ^ m.inode;
+    return sig;
 }
 
 std::string without_deleted(const std::string& path) {

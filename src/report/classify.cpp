@@ -49,6 +49,16 @@ bool rust_runtime(std::string_view fn) {
                                 "stallwatch::tokio_runtime::", "<stallwatch::tokio_runtime::"});
 }
 
+// The class of a frame by its module alone, for a module that is not the
+// executable: the C library, the C++ runtime, known runtimes; other system
+// libraries are plumbing too; anything else is the app's.
+FrameClass class_of_module(std::string_view module) {
+    if (auto c = by_module(basename_of(module)); c != FrameClass::application) return c;
+    if (starts_with_any(module, {"/lib/", "/lib64/", "/usr/lib/", "/usr/lib64/", "/usr/libexec/"}))
+        return FrameClass::runtime;
+    return FrameClass::application;
+}
+
 // glibc exports `name` (the glibc this monitor runs on).
 bool exported_by_libc(std::string_view name) { return proc::host_libc_exports(name); }
 
@@ -100,11 +110,13 @@ FrameClass classify(const symbolize::Frame& f, const std::string& executable) {
     if (auto c = by_function(f.function); c != FrameClass::application) return c;
     if (f.static_executable && libc_in_static_executable(f)) return FrameClass::libc;
     if (!executable.empty() && f.module == executable) return FrameClass::application;
-    if (auto c = by_module(basename_of(f.module)); c != FrameClass::application) return c;
-    // Other system libraries are plumbing too; anything else is the app's.
-    if (starts_with_any(f.module, {"/lib/", "/lib64/", "/usr/lib/", "/usr/lib64/", "/usr/libexec/"}))
-        return FrameClass::runtime;
-    return FrameClass::application;
+    return class_of_module(f.module);
+}
+
+bool runtime_module(std::string_view module, const std::string& executable) {
+    if (module.empty() || module.rfind("[vdso", 0) == 0) return true;  // unknown, libc
+    if (!executable.empty() && module == executable) return false;
+    return class_of_module(module) != FrameClass::application;
 }
 
 }  // namespace sw::report

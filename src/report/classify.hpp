@@ -26,6 +26,13 @@ std::string_view to_string(FrameClass c);
 // do not begin with '_' (its thread entry "start") stay the application's.
 FrameClass classify(const symbolize::Frame& f, const std::string& executable);
 
+// True when classify() says "not the application's" of every frame in
+// `module`, whatever its function or source location: frames outside any
+// module, the C library, the C++ runtime, known runtimes and other system
+// libraries (but never the executable itself). Such frames need no debug
+// info to be folded in the text output (text_detail in report.hpp).
+bool runtime_module(std::string_view module, const std::string& executable);
+
 // The file name part of a path.
 std::string_view basename_of(std::string_view path);
 

@@ -82,6 +82,14 @@ bool is_application_frame(const symbolize::Frame& f, const std::string& executab
 // Index of the first application frame, if any.
 std::optional<std::size_t> first_application_frame(const StallReport& r);
 
+// How much the text output without --full needs to know of each frame,
+// given the frames' modules (Symbolizer::modules): frames in runtime modules
+// (runtime_module in classify.hpp: the C library, the C++ runtime, other
+// system libraries) are named from their module's symbol table, without
+// inlined calls or file:line, as eu-stack names them (Detail::name); the
+// application's frames in full, inlined calls and file:line (Detail::full).
+std::vector<symbolize::Detail> text_detail(const std::vector<std::string>& modules, const std::string& executable);
+
 // The name a function goes by for the fingerprint and for comparisons:
 // without symbol version, compiler clone suffix, glibc's __GI_ aliases and
 // leading underscores.

@@ -7,6 +7,7 @@
 #include "common/duration.hpp"
 #include "common/text.hpp"
 #include "report/classify.hpp"
+#include "report/report.hpp"
 #include "report/writer.hpp"
 
 namespace sw::report {
@@ -149,6 +150,18 @@ void stack_lines(std::ostream& out, const std::vector<symbolize::Frame>& fr, con
     }
     if (fr.empty()) fmt::print(out, "{}  (no frames)\n", indent);
 }
+
+}  // namespace
+
+std::vector<symbolize::Detail> text_detail(const std::vector<std::string>& modules, const std::string& executable) {
+    std::vector<symbolize::Detail> detail;
+    detail.reserve(modules.size());
+    for (const auto& m : modules)
+        detail.push_back(runtime_module(m, executable) ? symbolize::Detail::name : symbolize::Detail::full);
+    return detail;
+}
+
+namespace {
 
 std::string kernel_state(const proc::ThreadState& t) {
     std::string kernel = fmt::format("state {} ({})", t.state, proc::state_name(t.state));

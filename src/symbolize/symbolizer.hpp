@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -37,6 +38,15 @@ struct Frame {
     bool static_executable = false;
 };
 
+// How much to find out about a frame.
+enum class Detail {
+    full,  // names from the debug info, inlined calls, file:line
+    // The module, its offset and the ELF symbol table's name: the symbol
+    // table of a separate debug file is read, its DWARF never (decompressing
+    // a C library's debug info costs tens of milliseconds).
+    name,
+};
+
 struct Options {
     // Look up missing debug info with debuginfod (network). Off by default:
     // only build-id and .gnu_debuglink files on this machine are used.
@@ -58,8 +68,15 @@ public:
     // from the last call. Returns true when they changed.
     bool refresh(const std::vector<proc::Mapping>& maps);
 
-    // One or more frames per raw frame (inlined calls first, innermost first).
-    std::vector<Frame> symbolize(const unwind::RawStack& raw);
+    // One or more frames per raw frame (inlined calls first, innermost
+    // first). `detail[i]` says how much to find out for raw frame i; every
+    // frame in full when it is empty. A frame looked up with Detail::name is
+    // one frame, without location.
+    std::vector<Frame> symbolize(const unwind::RawStack& raw, std::span<const Detail> detail = {});
+
+    // The module path of each raw frame ("" when unmapped), as symbolize
+    // names it, without opening any file.
+    std::vector<std::string> modules(const unwind::RawStack& raw);
 
     // What was learnt since the last call that the user should hear once:
     // a module whose file could not be opened or is not the one the target
@@ -69,6 +86,8 @@ public:
     struct Impl;
 
 private:
+    void report_if_needed();  // the modules as the process maps them now, the first time
+
     std::unique_ptr<Impl> impl_;
 };
 

@@ -194,6 +194,11 @@ struct Symbolizer::Impl {
     void report(const std::vector<proc::Mapping>& maps);
 
     std::vector<Frame> lookup(std::uint64_t addr);
+    Frame lookup_name(std::uint64_t addr);
+    // Module, offset and static_executable of `addr`, in `base`; nullptr
+    // when no module holds it.
+    Dwfl_Module* module_of(std::uint64_t addr, Frame& base);
+    std::unordered_map<std::uint64_t, Frame> name_cache;  // Detail::name lookups, by address
     Dwarf_Die* unit_of(Dwfl_Module* mod, Dwarf_Addr addr, Dwarf_Addr* bias, Dwarf_Die* storage);
 
     // The module's file as the target sees it, if its build-id is the one
@@ -337,6 +342,7 @@ void Symbolizer::Impl::report(const std::vector<proc::Mapping>& maps) {
     }
     dwfl_report_end(dwfl, nullptr, nullptr);
     cache.clear();
+    name_cache.clear();
     cu_index.clear();
     static_module.clear();
     reported = true;
@@ -353,14 +359,9 @@ Dwarf_Die* Symbolizer::Impl::unit_of(Dwfl_Module* mod, Dwarf_Addr addr, Dwarf_Ad
     return storage;
 }
 
-std::vector<Frame> Symbolizer::Impl::lookup(std::uint64_t addr) {
-    std::vector<Frame> out;
+Dwfl_Module* Symbolizer::Impl::module_of(std::uint64_t addr, Frame& base) {
     Dwfl_Module* mod = dwfl ? dwfl_addrmodule(dwfl, addr) : nullptr;
-    Frame base;
-    if (!mod) {
-        out.push_back(base);
-        return out;
-    }
+    if (!mod) return nullptr;
     Dwarf_Addr start = 0;
     const char* mainfile = nullptr;
     const char* name = dwfl_module_info(mod, nullptr, &start, nullptr, nullptr, nullptr, &mainfile, nullptr);
@@ -369,6 +370,31 @@ std::vector<Frame> Symbolizer::Impl::lookup(std::uint64_t addr) {
     auto known = static_module.find(mod);
     if (known == static_module.end()) known = static_module.emplace(mod, is_static_executable(mod)).first;
     base.static_executable = known->second;
+    return mod;
+}
+
+// The symbol table alone: dwfl_module_addrinfo reads the .symtab of the
+// module's file, or of its separate debug file when the file has only
+// .dynsym, and never loads DWARF.
+Frame Symbolizer::Impl::lookup_name(std::uint64_t addr) {
+    Frame f;
+    Dwfl_Module* mod = module_of(addr, f);
+    if (!mod) return f;
+    GElf_Off off = 0;
+    GElf_Sym sym;
+    if (const char* sname = dwfl_module_addrinfo(mod, addr, &off, &sym, nullptr, nullptr, nullptr))
+        f.function = demangle(sname);
+    return f;
+}
+
+std::vector<Frame> Symbolizer::Impl::lookup(std::uint64_t addr) {
+    std::vector<Frame> out;
+    Frame base;
+    Dwfl_Module* mod = module_of(addr, base);
+    if (!mod) {
+        out.push_back(base);
+        return out;
+    }
 
     Dwarf_Addr bias = 0;
     Dwarf_Die cu_storage;
@@ -424,10 +450,7 @@ Symbolizer::~Symbolizer() {
 }
 
 bool Symbolizer::refresh(const std::vector<proc::Mapping>& maps) {
-    std::size_t sig = 0;
-    for (const auto& m : maps)
-        if (m.executable && !m.path.empty())
-            sig = sig * 1000003u ^ std::hash<std::string>{}(m.path) ^ (m.start.value() * 31u) ^ m.inode;
+    const std::size_t sig = proc::executable_signature(maps);
     if (impl_->reported && sig == impl_->maps_signature) return false;
     impl_->maps_signature = sig;
     if (impl_->dwfl) impl_->report(maps);
@@ -436,23 +459,48 @@ bool Symbolizer::refresh(const std::vector<proc::Mapping>& maps) {
 
 std::vector<std::string> Symbolizer::take_notices() { return std::exchange(impl_->notices, {}); }
 
-std::vector<Frame> Symbolizer::symbolize(const unwind::RawStack& raw) {
-    if (!impl_->reported && impl_->dwfl) {
-        auto maps = impl_->target.mappings();
-        if (maps) refresh(*maps);
-    }
+void Symbolizer::report_if_needed() {
+    if (impl_->reported || !impl_->dwfl) return;
+    if (auto maps = impl_->target.mappings()) refresh(*maps);
+}
+
+std::vector<Frame> Symbolizer::symbolize(const unwind::RawStack& raw, std::span<const Detail> detail) {
+    report_if_needed();
     std::vector<Frame> out;
-    for (const auto& rf : raw.frames) {
+    for (std::size_t k = 0; k < raw.frames.size(); ++k) {
+        const auto& rf = raw.frames[k];
         std::uint64_t pc = rf.pc.value();
         std::uint64_t addr = rf.activation ? pc : pc - 1;
-        auto it = impl_->cache.find(addr);
-        if (it == impl_->cache.end()) it = impl_->cache.emplace(addr, impl_->lookup(addr)).first;
-        for (Frame f : it->second) {
+        auto place = [&](Frame f) {
             f.pc = pc;
             f.activation = rf.activation;
             f.module_offset = f.module_offset + (pc - addr);
             out.push_back(std::move(f));
+        };
+        auto it = impl_->cache.find(addr);
+        if (it == impl_->cache.end() && k < detail.size() && detail[k] == Detail::name) {
+            auto named = impl_->name_cache.find(addr);
+            if (named == impl_->name_cache.end()) named = impl_->name_cache.emplace(addr, impl_->lookup_name(addr)).first;
+            place(named->second);
+            continue;
         }
+        if (it == impl_->cache.end()) it = impl_->cache.emplace(addr, impl_->lookup(addr)).first;
+        for (const Frame& f : it->second) place(f);
+    }
+    return out;
+}
+
+std::vector<std::string> Symbolizer::modules(const unwind::RawStack& raw) {
+    report_if_needed();
+    std::vector<std::string> out;
+    out.reserve(raw.frames.size());
+    for (const auto& rf : raw.frames) {
+        std::uint64_t pc = rf.pc.value();
+        Dwfl_Module* mod = impl_->dwfl ? dwfl_addrmodule(impl_->dwfl, rf.activation ? pc : pc - 1) : nullptr;
+        const char* mainfile = nullptr;
+        const char* name = mod ? dwfl_module_info(mod, nullptr, nullptr, nullptr, nullptr, nullptr, &mainfile, nullptr)
+                               : nullptr;
+        out.emplace_back(mainfile ? mainfile : (name ? name : ""));
     }
     return out;
 }

@@ -526,6 +526,47 @@ TEST_CASE("text folds runtime frames by default, --full shows them, JSON always 
     CHECK(total > app);
 }
 
+// The C library's frames: named from its symbol table in text (no line:
+// its DWARF is not read), with file:line in --full and JSON (libc6-dbg is
+// installed by packaging/install-deps.sh); the application's in all three.
+TEST_CASE("text names the C library's frames from its symbol table, --full and JSON give their source lines") {
+    StallFixture fx({"--stall-ms", "5000"});
+    auto text = run({stallwatch_binary(), "dump", std::to_string(fx.pid)});
+    auto full = run({stallwatch_binary(), "dump", std::to_string(fx.pid), "--full"});
+    auto js = run({stallwatch_binary(), "dump", std::to_string(fx.pid), "--format", "json"});
+    REQUIRE(text.exit_code == 0);
+    REQUIRE(full.exit_code == 0);
+    REQUIRE(js.exit_code == 0);
+    auto lines_with = [](const std::string& out, const std::string& what) {
+        std::vector<std::string> found;
+        std::istringstream in(out);
+        for (std::string line; std::getline(in, line);)
+            if (line.find(what) != std::string::npos) found.push_back(line);
+        return found;
+    };
+    INFO("text:\n" << text.out << "\n--full:\n" << full.out);
+    auto libc_text = lines_with(text.out, "[libc.so.6+");
+    REQUIRE(!libc_text.empty());  // the victim's clock_nanosleep, alone under sleep_in_handler
+    for (const auto& l : libc_text) CHECK_MESSAGE(l.find(" at ") == std::string::npos, l);
+    CHECK(text.out.find("sleep_in_handler at ") != std::string::npos);
+    CHECK(text.out.find("stall.c:") != std::string::npos);
+    auto libc_full = lines_with(full.out, "[libc.so.6+");
+    REQUIRE(!libc_full.empty());
+    std::size_t with_line = 0;
+    for (const auto& l : libc_full) with_line += l.find(" at ") != std::string::npos;
+    CHECK(with_line > 0);
+    std::size_t libc_json = 0, libc_json_lines = 0;
+    for (const auto& j : json_lines(js.out))
+        for (const auto& f : j["frames"])
+            if (f["stallwatch.frame.module"].is_string() &&
+                f["stallwatch.frame.module"].get<std::string>().find("libc.so.6") != std::string::npos) {
+                ++libc_json;
+                libc_json_lines += f["code.line.number"].is_number();
+            }
+    CHECK(libc_json > 0);
+    CHECK(libc_json_lines > 0);
+}
+
 TEST_CASE("dump shows every worker, and --all-threads every thread, with or without a table") {
     StallFixture fx({"--stall-ms", "5000", "--workers", "2"});
     auto d = run({stallwatch_binary(), "dump", std::to_string(fx.pid)});

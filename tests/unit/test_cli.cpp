@@ -182,6 +182,29 @@ TEST_CASE("frame classes") {
     CHECK(classify(frame("", ""), exe) == FrameClass::unknown);
 }
 
+TEST_CASE("runtime modules: every frame in them is classified as not the application's, so text names them "
+          "from the symbol table alone") {
+    using sw::report::runtime_module;
+    using sw::symbolize::Detail;
+    const std::string exe = "/srv/app/bin/server";
+    CHECK(runtime_module("/usr/lib/x86_64-linux-gnu/libc.so.6", exe));
+    CHECK(runtime_module("/lib/x86_64-linux-gnu/libstdc++.so.6", exe));
+    CHECK(runtime_module("/usr/lib/x86_64-linux-gnu/libcurl.so.4", exe));
+    CHECK(runtime_module("/opt/app/lib/libuv.so.1", exe));  // a known runtime, wherever it lies
+    CHECK(runtime_module("", exe));                          // unmapped: unknown, never the application's
+    CHECK_FALSE(runtime_module(exe, exe));
+    CHECK_FALSE(runtime_module("/opt/app/lib/libplugin.so", exe));
+    CHECK_FALSE(runtime_module("/usr/bin/server", "/usr/bin/server"));  // an executable under /usr is the app
+    // Whatever the function or the source file, such a module's frames are never the application's.
+    for (const char* fn : {"main", "handle", "std::thread::_State_impl<>::_M_run()"})
+        CHECK(sw::report::classify(frame(fn, "/usr/lib/x86_64-linux-gnu/libfoo.so.1", "/srv/app/src/a.c"), exe) !=
+              sw::report::FrameClass::application);
+    auto d = sw::report::text_detail({"/usr/lib/x86_64-linux-gnu/libc.so.6", exe, exe, "",
+                                      "/usr/lib/x86_64-linux-gnu/libc.so.6"},
+                                     exe);
+    CHECK(d == std::vector<Detail>{Detail::name, Detail::full, Detail::full, Detail::name, Detail::name});
+}
+
 TEST_CASE("Rust frames from .rs files: std, core, tokio, hyper, h2, futures, mio and tracing are runtime, the "
           "crate's own are not, and C++ namespaces of those names stay application") {
     using sw::report::classify;
