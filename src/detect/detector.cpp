@@ -62,6 +62,7 @@ std::vector<Event> Detector::observe(const table::Snapshot& snap, Clock::time_po
     // slot, kept from read to read: no allocation in a read where nothing
     // is due (a monitor reads a 1,024-worker table a hundred times a second).
     ++round_;
+    unmoved_.clear();  // (left filled if a frozen probe threw last time)
     if (!snap.workers.empty() && tracks_.size() <= snap.workers.back().slot)
         tracks_.resize(static_cast<std::size_t>(snap.workers.back().slot) + 1);
     std::vector<Track*> firsts, updates;
@@ -90,25 +91,35 @@ std::vector<Event> Detector::observe(const table::Snapshot& snap, Clock::time_po
         if (moved || parked) {
             if (t.episode) end_episode(out, t, EventKind::recovered);
             t.stalled = Duration::zero();
+            t.unasked = Duration::zero();
         } else {
             unmoved_.push_back(&t);
         }
     }
-    // The unmoved workers: which are asked whether their thread is frozen
-    // (all of them, or a rationed few in turn), then their time.
+    // The unmoved workers (in slot order): which are asked whether their
+    // thread is frozen (all of them, or a rationed few in turn by slot, from
+    // the slot after the last one asked), then their time.
     const std::size_t n = unmoved_.size();
     const bool rationed = frozen && n > cfg_.frozen_checks_per_read;
-    const std::size_t first_asked = rationed ? probe_cursor_ % n : 0;
+    std::size_t first_asked = 0;
+    if (rationed) {
+        auto from = std::lower_bound(unmoved_.begin(), unmoved_.end(), probe_cursor_,
+                                     [](const Track* t, std::uint32_t slot) { return t->last.slot < slot; });
+        first_asked = from == unmoved_.end() ? 0 : static_cast<std::size_t>(from - unmoved_.begin());
+    }
     const std::size_t asked = !frozen ? 0 : rationed ? cfg_.frozen_checks_per_read : n;
-    if (rationed) probe_cursor_ = (first_asked + asked) % n;
+    if (rationed) probe_cursor_ = unmoved_[(first_asked + asked - 1) % n]->last.slot + 1;
     for (std::size_t i = 0; i < n; ++i) {
         Track& t = *unmoved_[i];
-        const bool ask = frozen && (i + n - first_asked) % n < asked;
-        if (ask && frozen(t.last.tid)) continue;  // frozen time does not count
-        t.stalled += dt;
-        // Only a worker asked about (or with nobody to ask) may begin a
-        // stall or be reported.
-        if (frozen && !ask) continue;
+        const bool ask = !frozen || (i + n - first_asked) % n < asked;
+        if (!ask) {  // held apart until it is asked
+            t.unasked += dt;
+            continue;
+        }
+        const Duration since = t.unasked + dt;
+        t.unasked = Duration::zero();
+        if (frozen && frozen(t.last.tid)) continue;  // frozen time does not count
+        t.stalled += since;
         if (!t.episode && t.stalled >= cfg_.threshold) {
             t.episode = next_episode_++;
             t.due = t.stalled;

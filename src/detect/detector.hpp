@@ -45,9 +45,11 @@ struct Config {
     std::size_t summary_list = 10;
     // Whether a thread is stopped by a signal or a debugger costs a /proc
     // read. At most this many running workers whose progress did not move
-    // are asked about per read, in turn; one not asked in a read counts
-    // its time, but may not begin a stall or be reported until it is asked.
-    // With no more such workers than this, every one is asked every read.
+    // are asked about per read, in turn by slot; the time of one not asked
+    // is held apart until it is, then counted if its thread is not frozen
+    // and dropped if it is. So frozen time never counts, and a stall begins
+    // or is reported only in a read that asked. With no more such workers
+    // than this, every one is asked every read.
     std::size_t frozen_checks_per_read = 64;
 };
 
@@ -140,6 +142,7 @@ private:
         std::uint64_t seen = 0;         // the read that last saw it
         table::Worker last;
         Duration stalled{};             // accumulated time without progress
+        Duration unasked{};             // time since the thread was last asked whether it is frozen (rationed checks)
         std::uint64_t episode = 0;      // 0: no stall episode
         unsigned made = 0;              // reports of this episode made (0: no first report)
         Duration due{};                 // stalled time at which the next report is due
@@ -157,7 +160,7 @@ private:
     Config cfg_;
     std::vector<Track> tracks_;  // by slot
     std::vector<Track*> unmoved_;  // this read's running workers whose progress did not move
-    std::size_t probe_cursor_ = 0;  // where the next read's frozen checks begin among them, when they are rationed
+    std::uint32_t probe_cursor_ = 0;  // the slot from which the next read's rationed frozen checks begin
     std::uint64_t round_ = 0;
     bool started_ = false;
     Clock::time_point last_now_{};

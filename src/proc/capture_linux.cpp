@@ -197,9 +197,11 @@ public:
         p.sched_priority = 1;
         raised_ = ::sched_setscheduler(0, SCHED_FIFO, &p) == 0;
     }
-    ~RealtimeWindow() {
+    void restore() {
         if (raised_) ::sched_setscheduler(0, old_policy_, &old_);
+        raised_ = false;
     }
+    ~RealtimeWindow() { restore(); }
     RealtimeWindow(const RealtimeWindow&) = delete;
     RealtimeWindow& operator=(const RealtimeWindow&) = delete;
 
@@ -371,7 +373,9 @@ Result<CaptureOutcome> capture_thread(pid_t pid, pid_t tid, const std::vector<Ma
     // Ends a wait for the stop at the deadline. Armed before the seize and
     // deleted after the detach: its system calls delay neither the stop nor
     // the detach.
-    WaitTimer timer(Clock::now() + opt.stop_timeout);
+    // One deadline for the timer and for every wait below.
+    const auto deadline = Clock::now() + opt.stop_timeout;
+    WaitTimer timer(deadline);
     RealtimeWindow priority;  // raised once the interrupt is sent
     // Only a thread of the target is ever seized. The check and the seize are
     // two system calls, and between them the thread may exit and its tid be
@@ -390,7 +394,7 @@ Result<CaptureOutcome> capture_thread(pid_t pid, pid_t tid, const std::vector<Ma
     Seized guard(tid);
     if (!is_thread_of(pid, tid)) {
         if (::ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr) == 0)
-            (void)guard.wait_stop(Clock::now() + opt.stop_timeout);
+            (void)guard.wait_stop(deadline);
         return not_a_thread_of(pid, tid);  // the guard detaches
     }
     if (test_seize_hold_us > 0) sleep_us(test_seize_hold_us);
@@ -405,7 +409,7 @@ Result<CaptureOutcome> capture_thread(pid_t pid, pid_t tid, const std::vector<Ma
     // the other CPU instead, and waking an idle CPU (a vCPU) took longer than
     // the whole window (docs/capture.md 5.1).
     priority.raise();
-    if (auto st = guard.wait_stop(t0 + opt.stop_timeout); !st) return std::move(st).error();
+    if (auto st = guard.wait_stop(deadline); !st) return std::move(st).error();
     const auto stop_seen = Clock::now();
 
     // ---- the window: only what must happen while the thread is frozen ----
@@ -446,6 +450,7 @@ Result<CaptureOutcome> capture_thread(pid_t pid, pid_t tid, const std::vector<Ma
     if (still_stalled && !still_stalled(std::span<const std::byte>(check_bytes.data(), check_got))) out.dropped = true;
     out.capture.forwarded_signal = guard.forwarded_signal();
     guard.release();
+    priority.restore();  // at once: the thread may be queued behind us
     // ---- end of the window ----
     const auto detached = Clock::now();
     out.capture.stopped = detached - stop_seen;

@@ -2,7 +2,9 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <sys/mman.h>
+#include <sys/vfs.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -182,7 +184,10 @@ std::optional<TableFile::SlotNow> TableFile::read_slot(std::uint32_t slot, std::
     if (slot >= STALLWATCH_MAX_CAPACITY) return std::nullopt;
     std::byte b[sizeof(stallwatch_slot)];
     off_t at = static_cast<off_t>(slots_at_ + std::uint64_t{slot} * STALLWATCH_SLOT_SIZE);
-    if (::pread(fd_.get(), b, sizeof b, at) != static_cast<ssize_t>(sizeof b)) return std::nullopt;
+    ssize_t n;
+    do n = ::pread(fd_.get(), b, sizeof b, at);
+    while (n < 0 && errno == EINTR);
+    if (n != static_cast<ssize_t>(sizeof b)) return std::nullopt;
     return slot_from_bytes(b, generation);
 }
 
@@ -214,6 +219,10 @@ void TableFile::try_map() {
     constexpr int sealed = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL;
     int seals = ::fcntl(fd_.get(), F_GET_SEALS);
     if (seals < 0 || (seals & sealed) != sealed) return;
+    // Plain shared memory only: a hugetlb file can lose its pages (a hole
+    // punched, the pool used up) and fault the reader even when sealed.
+    struct statfs fs {};
+    if (::fstatfs(fd_.get(), &fs) != 0 || fs.f_type != TMPFS_MAGIC) return;
     struct stat st {};
     if (::fstat(fd_.get(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_size < static_cast<off_t>(STALLWATCH_HEADER_SIZE) ||
         static_cast<std::uint64_t>(st.st_size) > largest_table)

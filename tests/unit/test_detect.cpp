@@ -247,6 +247,44 @@ TEST_CASE("with more unmoved workers than frozen checks per read, each is asked 
     CHECK(reported == std::set<pid_t>{10, 11, 12, 13});
 }
 
+TEST_CASE("rationed frozen checks come round to every stalled worker, whoever drops in and out between reads") {
+    // Workers in slots 0-1 progress every other read, so the list of unmoved
+    // workers changes length from read to read: the turn goes by slot.
+    Config c;
+    c.frozen_checks_per_read = 2;
+    c.burst = 100;
+    Sim s(c);
+    for (pid_t tid = 10; tid < 16; ++tid) s.add(static_cast<std::uint32_t>(tid - 10), tid);
+    for (int i = 0; i < 60; ++i) {
+        if (i % 2) {
+            s.get(10).progress++;
+            s.get(11).progress++;
+        }
+        s.step(c.interval);
+    }
+    std::set<pid_t> reported;
+    for (const auto& e : s.of(EventKind::stall)) reported.insert(e.worker.tid);
+    CHECK(reported == std::set<pid_t>{12, 13, 14, 15});
+}
+
+TEST_CASE("rationed frozen checks: time a thread spent stopped does not count, even between its checks") {
+    Config c;
+    c.frozen_checks_per_read = 2;
+    Sim s(c);
+    for (pid_t tid = 10; tid < 16; ++tid) {
+        s.add(static_cast<std::uint32_t>(tid - 10), tid);
+        s.frozen_tids.insert(tid);  // a process stopped by SIGSTOP, mid-unit
+    }
+    s.run(3000ms);
+    CHECK(s.events.empty());
+    s.frozen_tids.clear();  // SIGCONT: they run on, without progress
+    s.run(60ms);
+    CHECK(s.events.empty());  // 60 ms of real stall, whatever the 3 s stopped
+    s.run(200ms);
+    CHECK(s.of(EventKind::stall).size() == 6);
+    for (const auto& e : s.of(EventKind::stall)) CHECK(e.stalled_for <= 200ms);
+}
+
 TEST_CASE("with no more unmoved workers than frozen checks per read, every one is asked every read") {
     Sim s;
     for (pid_t tid = 10; tid < 13; ++tid) s.add(static_cast<std::uint32_t>(tid - 10), tid);
