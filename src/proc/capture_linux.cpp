@@ -450,9 +450,9 @@ Result<CaptureOutcome> capture_thread(pid_t pid, pid_t tid, const std::vector<Ma
     if (still_stalled && !still_stalled(std::span<const std::byte>(check_bytes.data(), check_got))) out.dropped = true;
     out.capture.forwarded_signal = guard.forwarded_signal();
     guard.release();
-    priority.restore();  // at once: the thread may be queued behind us
     // ---- end of the window ----
     const auto detached = Clock::now();
+    priority.restore();  // at once: the thread may be queued behind us
     out.capture.stopped = detached - stop_seen;
     out.capture.stop_wait = stop_seen - t0;
     out.capture.stack.base = range.lo;
